@@ -1,0 +1,62 @@
+"""Composition root: builds the Faust app and its collaborators from one Settings."""
+
+from __future__ import annotations
+
+import faust
+
+from stream.agents import register
+from stream.clustering import OnlineClusterer
+from stream.config import Settings
+from stream.encoder import Encoder, TransformerEncoder
+from stream.pipeline import BatchProcessor
+
+
+def load_encoder(settings: Settings) -> TransformerEncoder:
+    return TransformerEncoder(
+        settings.model,
+        device=settings.device,
+        dtype=settings.dtype,
+        pooling=settings.pooling,
+        max_tokens=settings.max_tokens,
+        batch_tokens=settings.batch_tokens,
+        torch_threads=settings.torch_threads,
+    )
+
+
+def build_processor(settings: Settings, encoder: Encoder) -> BatchProcessor:
+    clusterer = OnlineClusterer(
+        k=settings.clusters,
+        warmup=settings.warmup_size,
+        seed=settings.seed,
+        half_life_events=settings.half_life_events,
+        reassignment_ratio=settings.reassignment_ratio,
+    )
+    return BatchProcessor(
+        encoder,
+        clusterer,
+        kind_of_topic={settings.topic_reviews: "review", settings.topic_searches: "search"},
+        prefixes={"review": settings.review_prefix, "search": settings.query_prefix},
+        max_text_chars=settings.max_text_chars,
+    )
+
+
+def create_app(settings: Settings, encoder: Encoder | None = None) -> faust.App:
+    """A ready Faust app; the encoder is loaded here unless one is given (tests, benchmarks)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.broker}",
+        store="rocksdb://",
+        datadir=str(settings.data_dir / "faust"),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication,
+        broker_commit_interval=settings.commit_interval,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        web_enabled=True,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+    )
+    register(app, settings, build_processor(settings, encoder or load_encoder(settings)))
+    return app

@@ -1,0 +1,254 @@
+"""The ``stream`` command: broker, topics, worker, produce, profile lookups, models, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from stream.config import Settings
+
+
+def _local_broker(settings: Settings):  # noqa: ANN202 - imported lazily to keep `stream --help` fast
+    from stream.broker import LocalBroker
+
+    return LocalBroker(
+        data_dir=settings.data_dir / f"broker-{settings.broker_port}",
+        cache_dir=settings.cache_dir,
+        port=settings.broker_port,
+        controller_port=settings.controller_port,
+        heap=settings.broker_heap,
+    )
+
+
+def cmd_broker(settings: Settings, args: argparse.Namespace) -> int:
+    broker = _local_broker(settings)
+    if args.action == "start":
+        broker.start()
+        print(f"broker running on {broker.bootstrap} (data {broker.data_dir}, log {broker.log_file})")
+    elif args.action == "stop":
+        broker.stop()
+        print("broker stopped")
+    elif args.action == "kill":
+        broker.kill()
+        print("broker killed")
+    else:
+        running = broker.running()
+        print(f"broker {'running' if running else 'not running'} on {broker.bootstrap}")
+        return 0 if running else 3
+    return 0
+
+
+def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
+    from stream.topics import ensure_topics
+
+    created = ensure_topics(settings)
+    print(f"created: {', '.join(created) or 'none (all present)'}; partitions={settings.partitions}")
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    import faust
+
+    from stream.app import create_app
+    from stream.topics import ensure_topics
+
+    ensure_topics(settings)
+    app = create_app(settings)
+    faust.Worker(app, loglevel=args.loglevel, redirect_stdouts=False).execute_from_commandline()
+    return 0
+
+
+def _feed(settings: Settings, args: argparse.Namespace):  # noqa: ANN202
+    from stream import feed
+
+    kinds = ("review", "search")
+    if args.file:
+        return feed.read_jsonl(args.file)
+    if args.reviews:
+        return feed.reviews_feed(args.reviews, args.users, args.events, seed=args.seed, kinds=kinds)
+    return feed.demo_feed(args.users, args.events, seed=args.seed, kinds=kinds)
+
+
+def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
+    from stream.kafka_io import produce_feed
+
+    counts = produce_feed(settings, _feed(settings, args), rate=args.rate)
+    print(json.dumps({"produced": counts}, ensure_ascii=False))
+    return 0
+
+
+def _http_get(settings: Settings, path: str) -> tuple[int, dict]:
+    url = f"http://{settings.web_host}:{settings.web_port}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def cmd_profile(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        status, body = _http_get(settings, f"/profiles/{urllib.request.quote(args.user_id)}")
+    except urllib.error.URLError as exc:
+        print(f"no worker answers on {settings.web_host}:{settings.web_port} ({exc.reason})", file=sys.stderr)
+        return 2
+    print(json.dumps(body, ensure_ascii=False, indent=2))
+    return 0 if status == 200 else 1
+
+
+def cmd_model(settings: Settings, args: argparse.Namespace) -> int:
+    from stream.tinymodel import build_tiny_bert
+
+    path = build_tiny_bert(args.path, hidden=args.hidden, layers=args.layers, heads=args.heads, seed=args.seed)
+    print(f"tiny random-weight BERT written to {path}: for tests and offline demos only, its clusters carry no meaning")
+    return 0
+
+
+def cmd_tail(settings: Settings, args: argparse.Namespace) -> int:
+    from stream.kafka_io import read_topic
+
+    topic = {"profiles": settings.topic_profiles, "dead-letters": settings.topic_dead_letters}.get(args.topic, args.topic)
+    for key, value in read_topic(settings, topic, from_beginning=not args.new, idle_timeout=args.idle, follow=args.follow):
+        print((key or b"").decode(errors="replace"), (value or b"null").decode(errors="replace"), flush=True)
+    return 0
+
+
+def _demo_model(settings: Settings) -> str:
+    if settings.model:
+        return settings.model
+    from stream.tinymodel import build_tiny_bert
+
+    path = settings.cache_dir / "models" / "tiny-bert-zh"
+    if not (path / "config.json").exists():
+        build_tiny_bert(path)
+    print(
+        f"NOTE: STREAM_MODEL is not set, so the demo uses a tiny random-weight BERT ({path}).\n"
+        "      Profiles, counts and the pipeline are real; the interest clusters carry NO meaning.\n"
+        "      Set STREAM_MODEL to a real Chinese sentence encoder (see README) for meaningful clusters.",
+        flush=True,
+    )
+    return str(path)
+
+
+def _summary(profile: dict) -> str:
+    counts = " ".join(f"{k}={v}" for k, v in profile["counts"].items())
+    dist = profile.get("cluster_distribution") or {}
+    share = dist.get(str(profile.get("cluster")), 0.0)
+    return f"{profile['user_id']:>8}  {counts:<22} cluster={profile['cluster']} ({share:.0%})  last={profile['last_event_ts']}"
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from stream.kafka_io import produce_feed, read_topic
+    from stream.topics import ensure_topics
+
+    broker = _local_broker(settings)
+    broker.start()
+    settings = settings.model_copy(update={"broker": broker.bootstrap})
+    print(f"broker ready on {broker.bootstrap}", flush=True)
+    ensure_topics(settings)
+    env = {**os.environ, "STREAM_BROKER": broker.bootstrap, "STREAM_MODEL": _demo_model(settings)}
+    log_path = settings.data_dir / "demo-worker.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "stream", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    print(f"worker started (pid {worker.pid}, log {log_path}); producing {args.events} demo events...", flush=True)
+    try:
+        counts = produce_feed(settings, _feed(settings, args), rate=args.rate)
+        produced = sum(counts.values())
+        print(f"produced {counts}; profiles arriving on topic '{settings.topic_profiles}':", flush=True)
+        latest: dict[str, dict] = {}
+        for key, value in read_topic(settings, settings.topic_profiles, idle_timeout=args.idle, follow=not args.exit_when_done):
+            if value is None:
+                continue
+            profile = json.loads(value)
+            latest[profile["user_id"]] = profile
+            print(_summary(profile), flush=True)
+            if args.exit_when_done and sum(p["events_total"] for p in latest.values()) >= produced:
+                break
+        applied = sum(p["events_total"] for p in latest.values())
+        print(f"{len(latest)} users, {applied}/{produced} events in their profiles", flush=True)
+        return 0 if applied >= produced else 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def _add_feed_options(p: argparse.ArgumentParser, events: int) -> None:
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--demo", action="store_true", help="generated Chinese reviews and searches (default)")
+    src.add_argument("--reviews", type=Path, help="labelled review CSV (cat,label,review), e.g. ../shared/data/reviews_10cats.csv")
+    src.add_argument("--file", type=Path, help="JSONL file of {kind, event} lines to replay")
+    p.add_argument("--users", type=int, default=40)
+    p.add_argument("--events", type=int, default=events)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rate", type=float, default=0.0, help="events per second (0 = as fast as possible)")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="stream", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("broker", help="local single-node Kafka broker (KRaft, from Maven Central jars)")
+    p.add_argument("action", choices=["start", "stop", "status", "kill"])
+    p.set_defaults(func=cmd_broker)
+
+    p = sub.add_parser("topics", help="create the topics (equal partition counts, compacted profiles)")
+    p.set_defaults(func=cmd_topics)
+
+    p = sub.add_parser("worker", help="run the Faust worker")
+    p.add_argument("--loglevel", default="info")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("produce", help="send events to the input topics")
+    _add_feed_options(p, events=400)
+    p.set_defaults(func=cmd_produce)
+
+    p = sub.add_parser("profile", help="look up profiles through a worker's HTTP API")
+    p.add_argument("action", choices=["get"])
+    p.add_argument("user_id")
+    p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("model", help="build models for tests and offline demos")
+    p.add_argument("kind", choices=["tiny"])
+    p.add_argument("path", type=Path)
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--heads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_model)
+
+    p = sub.add_parser("tail", help="print a topic's records (profiles, dead-letters or any name)")
+    p.add_argument("topic")
+    p.add_argument("--follow", "-f", action="store_true")
+    p.add_argument("--new", action="store_true", help="only records produced from now on")
+    p.add_argument("--idle", type=float, default=5.0, help="stop after this many idle seconds")
+    p.set_defaults(func=cmd_tail)
+
+    p = sub.add_parser("demo", help="broker + worker + demo feed, printing profiles as they arrive")
+    _add_feed_options(p, events=600)
+    p.add_argument("--idle", type=float, default=15.0)
+    p.add_argument("--exit-when-done", action="store_true", help="stop once every produced event is in a profile")
+    p.set_defaults(func=cmd_demo, rate=50.0)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.func(Settings(), args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

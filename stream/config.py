@@ -1,0 +1,95 @@
+"""All configuration, read once from ``STREAM_*`` environment variables.
+
+Modules receive a :class:`Settings` (or plain values from it) and never read the
+environment themselves, so tests can build settings explicitly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "stream-profiles"
+
+
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "stream-profiles"
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; defaults work on a laptop."""
+
+    model_config = SettingsConfigDict(env_prefix="STREAM_", frozen=True, extra="ignore")
+
+    # Kafka
+    broker: str = Field("127.0.0.1:9092", description="bootstrap servers, host:port[,host:port]")
+    app_id: str = Field("stream-profiles", description="Faust app id = consumer group")
+    partitions: int = Field(4, ge=1, description="partitions of every topic the project creates")
+    replication: int = Field(1, ge=1, description="replication factor of the topics the project creates")
+    topic_reviews: str = "reviews"
+    topic_searches: str = "searches"
+    topic_profiles: str = "profiles"
+    topic_updates: str = Field("profile-updates", description="internal: per-user updates, co-partitioned with the table")
+    topic_dead_letters: str = "dead-letters"
+    commit_interval: float = Field(1.0, gt=0, description="seconds between offset commits")
+
+    # Local broker (stream broker start)
+    broker_port: int = Field(9092, description="client port of the local broker")
+    broker_controller_port: int = Field(0, description="controller port; 0 = client port + 1")
+    broker_heap: str = "1g"
+
+    # Storage
+    data_dir: Path = Field(default_factory=_default_data_dir, description="RocksDB tables, clustering checkpoint, broker logs")
+    cache_dir: Path = Field(default_factory=_default_cache_dir, description="Kafka jars, demo model")
+
+    # Encoder
+    model: str = Field("", description="local model directory or a model name in the local HF cache")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    pooling: Literal["mean", "cls"] = "mean"
+    max_tokens: int = Field(256, ge=8, description="truncation length per text")
+    batch_tokens: int = Field(4096, ge=64, description="token budget per encoder batch (padding included)")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="auto = bfloat16 on CUDA (float16 where bf16 is unsupported), float32 on CPU")
+    torch_threads: int = Field(0, ge=0, description="CPU threads for torch; 0 = torch's default")
+    review_prefix: str = Field("", description='prepended to reviews, e.g. "passage: " for e5 models')
+    query_prefix: str = Field("", description='prepended to search queries, e.g. "query: " for e5 models')
+
+    # Micro-batching
+    batch_size: int = Field(256, ge=1, description="max events per micro-batch")
+    batch_wait: float = Field(0.2, gt=0, description="max seconds a micro-batch waits to fill")
+    max_text_chars: int = Field(2000, ge=1, description="longer texts are dead-lettered")
+
+    # Clustering
+    clusters: int = Field(10, ge=2)
+    warmup: int = Field(0, ge=0, description="embeddings buffered before the first fit; 0 = 20 x clusters")
+    warmup_max_wait: float = Field(30.0, gt=0, description="fit with what is buffered (at least `clusters`) after this many seconds")
+    half_life_events: float = Field(0.0, ge=0, description="decay of cluster counts in events (0 = no forgetting)")
+    reassignment_ratio: float = Field(0.01, ge=0)
+    seed: int = 0
+
+    # Profiles
+    interest_half_life_days: float = Field(30.0, gt=0, description="half-life of the interest vector and cluster distribution, in event time")
+
+    # Web (profile lookup)
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+
+    @property
+    def warmup_size(self) -> int:
+        return self.warmup or 20 * self.clusters
+
+    @property
+    def controller_port(self) -> int:
+        return self.broker_controller_port or self.broker_port + 1
+
+    @property
+    def source_topics(self) -> tuple[str, str]:
+        return (self.topic_reviews, self.topic_searches)
+
+    @property
+    def all_topics(self) -> tuple[str, ...]:
+        return (*self.source_topics, self.topic_updates, self.topic_profiles, self.topic_dead_letters)

@@ -1,0 +1,192 @@
+"""Text cleaning for review and search text before it reaches the encoder and keyword extraction.
+
+Everything here is pure and deterministic, so the same event always yields the same
+embedding input, and personal data is masked before any text leaves the ingest step.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib.resources import files
+
+import jieba
+
+# Insertion order is the masking order: e-mails first so their digits never look like
+# phones, IDs before cards because an ID can pass the Luhn check.
+PLACEHOLDERS: dict[str, str] = {
+    "email": "[EMAIL]",
+    "id_number": "[ID]",
+    "bank_card": "[CARD]",
+    "phone": "[PHONE]",
+    "address": "[ADDRESS]",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CleanText:
+    """One cleaned text; immutable so batches can share results for duplicate inputs."""
+
+    text: str  # what the sentence encoder sees
+    tokens: tuple[str, ...]  # keyword candidates for per-cluster keywords
+    pii: tuple[str, ...]  # kinds masked, for metrics; never the values
+
+
+# Checked after NFKC, which already turned full-width ，！？；：（） and … into ASCII.
+_KEEP_PUNCT = frozenset("。、“”‘’《》【】「」『』—·,.!?;:'\"()-%+@_/#&*")
+_EMOJI_BLOCKS = ((0x2600, 0x27BF), (0x1F000, 0x1FAFF))
+_EMOJI_EXTRA = frozenset("⭐⭕⌚⌛⏰⏳")
+_NOT_EMOJI = frozenset("★☆")
+_INVISIBLE = frozenset(("Cc", "Cf", "Cs"))
+_KEEP_CATEGORIES = frozenset(("Nd", "Nl", "Mn", "Mc"))
+_ZERO_WIDTH_MARKS = frozenset((0x34F, *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0)))  # joiner, variation selectors
+
+
+class _CharTable(dict[int, str | None]):
+    """`str.translate` table that classifies each code point once, then answers from C."""
+
+    def __init__(self, classify: Callable[[int], str | None]) -> None:
+        super().__init__()
+        self._classify = classify
+
+    def __missing__(self, cp: int) -> str | None:
+        out = self._classify(cp)
+        if cp < 0x20000:  # bounds the cache; rarer planes are simply recomputed
+            self[cp] = out
+        return out
+
+
+def _before_nfkc(cp: int) -> str | None:
+    """Drop invisible characters (and lone surrogates) before NFKC so removing them cannot create new compositions."""
+    ch = chr(cp)
+    if ch.isspace():
+        return " "
+    if unicodedata.category(ch) in _INVISIBLE or cp in _ZERO_WIDTH_MARKS:
+        return None
+    return ch
+
+
+def _after_nfkc(cp: int) -> str:
+    ch = chr(cp)
+    category = unicodedata.category(ch)
+    emoji = category in ("So", "Sk") and any(lo <= cp <= hi for lo, hi in _EMOJI_BLOCKS)
+    if (
+        category[0] == "L"
+        or category in _KEEP_CATEGORIES
+        or ch in _KEEP_PUNCT
+        or ch in _EMOJI_EXTRA
+        or (emoji and ch not in _NOT_EMOJI)
+    ):
+        return ch
+    return " "
+
+
+_PRE = _CharTable(_before_nfkc)
+_POST = _CharTable(_after_nfkc)
+_PLACEHOLDER_RE = re.compile("(" + "|".join(map(re.escape, PLACEHOLDERS.values())) + ")")
+_RUNS = re.compile(r"([^\w\s])\1{3,}")
+
+
+def normalize(text: str) -> str:
+    """Canonical form for the encoder; full-width digits become ASCII so masking can see them."""
+    text = unicodedata.normalize("NFKC", text.translate(_PRE))
+    # Placeholders survive so that cleaning already-cleaned text is a no-op.
+    parts = _PLACEHOLDER_RE.split(text)
+    text = "".join(part if i % 2 else part.translate(_POST) for i, part in enumerate(parts))
+    return " ".join(_RUNS.sub(r"\1\1\1", text).split())
+
+
+_B, _E = r"(?<![0-9])", r"(?![0-9])"  # digit boundaries: never mask part of a longer number
+_MONTH_DAY = r"(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])"
+_EMAIL = r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}(?![A-Za-z])"
+_ID = rf"[1-9][0-9]{{5}}(?:(?:19|20)[0-9]{{2}}{_MONTH_DAY}[0-9]{{3}}[0-9Xx]|[0-9]{{2}}{_MONTH_DAY}[0-9]{{3}})"
+_CARD = r"[0-9]{16,19}|[0-9]{4}(?:[ -][0-9]{4}){3}(?:[ -][0-9]{1,3})?"
+_MOBILE = r"(?:(?:\+|00)?86[ -]?)?1[3-9][0-9](?:[0-9]{8}|[ -][0-9]{4}[ -][0-9]{4})"
+_LANDLINE = r"0[0-9]{2,3}-[0-9]{7,8}"
+_STREET = "[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]{1,8}?(?:路|街|巷|弄|胡同|(?<![知味难频通轨])道)"
+_HOUSE = r"[0-9]+号(?:[院楼]|[0-9]+(?:-[0-9]+)*(?:号楼|号院|栋|幢|单元|室|楼|层|号))*"
+_DETECTORS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("email", re.compile(_EMAIL)),
+    ("id_number", re.compile(rf"{_B}(?:{_ID}){_E}")),
+    ("bank_card", re.compile(rf"{_B}(?:{_CARD}){_E}")),
+    ("phone", re.compile(rf"{_B}(?:{_MOBILE}|{_LANDLINE}){_E}")),
+    ("address", re.compile(_STREET + _HOUSE)),
+)
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        n = int(d) * (2 if i % 2 else 1)
+        total += n - 9 if n > 9 else n
+    return total % 10 == 0
+
+
+def _mask_card(number: str) -> str:
+    """Luhn keeps order numbers of card length unmasked; a grouped card may be followed by an unrelated number."""
+    digits = number.replace(" ", "").replace("-", "")
+    if _luhn(digits):
+        return PLACEHOLDERS["bank_card"]
+    if len(number) > 19 and _luhn(digits[:16]):
+        return PLACEHOLDERS["bank_card"] + number[19:]
+    return number
+
+
+def mask_pii(text: str) -> tuple[str, tuple[str, ...]]:
+    """Mask personal data in normalised text; kinds are returned for metrics, never the values."""
+    found: list[str] = []
+    for kind, pattern in _DETECTORS:
+        if kind == "bank_card":
+            masked = pattern.sub(lambda m: _mask_card(m[0]), text)
+        else:
+            masked = pattern.sub(PLACEHOLDERS[kind], text)
+        if masked != text:
+            found.append(kind)
+            text = masked
+    return text, tuple(found)
+
+
+@cache
+def stopwords() -> frozenset[str]:
+    """Shipped with the package so keyword extraction is identical on every worker."""
+    raw = files("stream").joinpath("resources/stopwords_zh.txt").read_text(encoding="utf-8")
+    return frozenset(w for line in raw.splitlines() if (w := line.split("#", 1)[0].strip().lower()))
+
+
+@cache
+def _init_jieba() -> None:
+    """Loading the dictionary takes about a second, so pay for it only when tokens are needed."""
+    jieba.setLogLevel(logging.WARNING)
+    jieba.initialize()
+
+
+_NUMBER = re.compile(r"[\d.,:%+\-/]+")
+
+
+def _is_keyword(word: str, stop: frozenset[str]) -> bool:
+    return (
+        bool(word)
+        and word not in stop
+        and any(ch.isalnum() for ch in word)
+        and not _NUMBER.fullmatch(word)
+        and not (len(word) == 1 and "a" <= word <= "z")
+    )
+
+
+def clean(text: str) -> CleanText:
+    """Normalise, mask and tokenise; tokens never contain placeholders because jieba never sees them."""
+    masked, pii = mask_pii(normalize(text))
+    _init_jieba()
+    stop = stopwords()
+    words = (w.strip().lower() for w in jieba.lcut(_PLACEHOLDER_RE.sub(" ", masked)))
+    return CleanText(masked, tuple(w for w in words if _is_keyword(w, stop)), pii)
+
+
+def clean_many(texts: Sequence[str]) -> list[CleanText]:
+    """Batches repeat texts (default reviews like 默认好评); each distinct text is cleaned once."""
+    done: dict[str, CleanText] = {}
+    return [done[t] if t in done else done.setdefault(t, clean(t)) for t in texts]

@@ -1,0 +1,55 @@
+"""Topic layout: created by the project, equal partition counts, compacted outputs."""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from stream.config import Settings
+
+_WEEK_MS = 7 * 24 * 3600 * 1000
+
+
+class TopicLayoutError(RuntimeError):
+    """An existing topic does not match what the pipeline needs (e.g. partition count)."""
+
+
+def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
+    """Per-topic configs: profiles are keyed upserts (compacted); dead letters are kept long."""
+    return {
+        settings.topic_reviews: {},
+        settings.topic_searches: {},
+        settings.topic_updates: {"retention.ms": str(_WEEK_MS)},
+        settings.topic_profiles: {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"},
+        settings.topic_dead_letters: {"retention.ms": str(4 * _WEEK_MS)},
+    }
+
+
+def ensure_topics(settings: Settings, admin_config: dict[str, str] | None = None, timeout: float = 30.0) -> list[str]:
+    """Create missing topics; refuse to run on topics with another partition count.
+
+    Co-partitioning (every source keyed by user id, one table partition per source
+    partition) only holds when all topics have the same number of partitions.
+    """
+    admin = AdminClient({"bootstrap.servers": settings.broker, **(admin_config or {})})
+    existing = admin.list_topics(timeout=timeout).topics
+    configs = topic_configs(settings)
+    wrong = {
+        name: len(existing[name].partitions)
+        for name in configs
+        if name in existing and len(existing[name].partitions) != settings.partitions
+    }
+    if wrong:
+        raise TopicLayoutError(
+            f"topics {wrong} exist with another partition count than STREAM_PARTITIONS={settings.partitions}"
+        )
+    missing = [NewTopic(name, settings.partitions, settings.replication, config=cfg) for name, cfg in configs.items() if name not in existing]
+    if not missing:
+        return []
+    for name, future in admin.create_topics(missing, operation_timeout=timeout).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].code() != "TOPIC_ALREADY_EXISTS" and "already exists" not in str(exc):
+                raise
+    return [t.topic for t in missing]
