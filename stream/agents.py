@@ -2,19 +2,21 @@
 
 Commit order (at-least-once, made exact by idempotence):
 
-Stage 1 ``encode`` (micro-batches of ``reviews`` + ``searches``, manual acks):
+Stage 1 ``encode`` (micro-batches of the input topics, manual acks):
   1. decode/validate, clean, encode, assign and learn in a worker thread;
   2. write the clustering checkpoint atomically (it records, per source partition, the
      last offset learned from, so redelivered records are never learned twice);
-  3. publish dead letters and per-user updates and wait until the broker has them;
+  3. publish dead letters, per-user updates and event-time ticks, and wait until the
+     broker has them;
   4. ack the batch; Faust commits acked offsets after flushing its producer.
   A crash anywhere before 4 redelivers the batch; step 1 then skips learning and the
   updates it re-sends are skipped by stage 2.
 
 Stage 2 ``apply`` (``profile-updates``, keyed by user id, co-partitioned with the table):
   apply the update to the user's profile unless its (source partition, offset) was
-  applied already, store it (table changelog), publish the public profile. Faust flushes
-  the producer (changelog + profile) before committing the offset.
+  applied already, re-assess churn, store it (table changelog), publish the profile and
+  any churn alert. A tick re-assesses every user of its partition at the watermark.
+  Faust flushes the producer (changelog + outputs) before committing the offset.
 """
 
 from __future__ import annotations
@@ -32,32 +34,30 @@ from faust.web import Request, Response, View
 from stream import checkpoint
 from stream.clustering import OnlineClusterer, SnapshotMismatch
 from stream.config import Settings
-from stream.pipeline import BatchProcessor, BatchResult, Record
-from stream.profile import apply_update, new_profile, public_view
+from stream.pipeline import KEYWORDS_PER_CLUSTER, BatchProcessor, BatchResult, Record
+from stream.profile import Profile, Rules, apply_update, churn_step, make_tick, new_profile, public_view
 
 log = logging.getLogger(__name__)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 class EncodeStage:
     """Stage 1: holds the processor, its checkpoint and the records held for warm start."""
 
-    def __init__(
-        self,
-        processor: BatchProcessor,
-        checkpoint_path: Path,
-        updates: faust.TopicT,
-        dead_letters: faust.TopicT,
-        warmup_max_wait: float,
-    ) -> None:
+    def __init__(self, processor: BatchProcessor, checkpoint_path: Path, warmup_max_wait: float) -> None:
         self.processor = processor
         self.checkpoint_path = checkpoint_path
-        self.updates = updates
-        self.dead_letters = dead_letters
         self.warmup_max_wait = warmup_max_wait
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
         self.lock = asyncio.Lock()
-        self.held: list[tuple[Any, faust.EventT]] = []
+        self.held: list[tuple[faust.StreamT, faust.EventT]] = []
         self.held_since: float | None = None
+        self.updates: faust.TopicT | None = None
+        self.dead_letters: faust.TopicT | None = None
+        self.partitions = 1
 
     def restore(self) -> None:
         """Continue the clustering model of the last run, if it fits the current encoder."""
@@ -65,18 +65,17 @@ class EncodeStage:
         if data is None:
             return
         try:
-            clusterer, extra = OnlineClusterer.restore(data)
+            clusterer, state = OnlineClusterer.restore(data)
         except SnapshotMismatch as exc:
             log.warning("ignoring clustering checkpoint %s: %s", self.checkpoint_path, exc)
             return
-        if extra.get("encoder_version") != self.processor.encoder.version or clusterer.k != self.processor.clusterer.k:
+        if state.get("encoder_version") != self.processor.encoder.version or clusterer.k != self.processor.clusterer.k:
             log.warning(
                 "clustering checkpoint %s is for encoder %s, k=%s; starting a new model",
-                self.checkpoint_path, extra.get("encoder_version"), clusterer.k,
+                self.checkpoint_path, state.get("encoder_version"), clusterer.k,
             )
             return
-        self.processor.clusterer = clusterer
-        self.processor.learned = dict(extra["learned"])
+        self.processor.load_state(clusterer, state)
         log.info("restored clustering model %s from %s", clusterer.version, self.checkpoint_path)
 
     async def handle(self, stream: faust.StreamT, events: list[faust.EventT]) -> None:
@@ -96,19 +95,24 @@ class EncodeStage:
             await self._run([], force_fit=True)
 
     async def _run(self, records: list[Record], *, force_fit: bool) -> None:
+        assert self.updates is not None and self.dead_letters is not None
         loop = asyncio.get_running_loop()
         result: BatchResult = await loop.run_in_executor(
             self.executor, lambda: self.processor.process(records, force_fit=force_fit)
         )
-        if self.processor.clusterer.fitted:
-            await loop.run_in_executor(self.executor, self._save_checkpoint)
-        now_ms = int(time.time() * 1000)
+        await loop.run_in_executor(self.executor, self._save_checkpoint)
+        now_ms = _now_ms()
         pending = [
             await self.dead_letters.send(key=d.key.encode(), value=d.message(now_ms), force=True)
             for d in result.dead_letters
         ]
         pending += [
             await self.updates.send(key=u["user_id"].encode(), value=u, force=True) for u in result.updates
+        ]
+        pending += [
+            await self.updates.send(key=b"", value=make_tick(w), partition=p, force=True)
+            for w in result.ticks
+            for p in range(self.partitions)
         ]
         await asyncio.gather(*pending)
         if result.held:
@@ -120,34 +124,82 @@ class EncodeStage:
         self.held_since = None
 
     def _save_checkpoint(self) -> None:
-        data = self.processor.clusterer.snapshot(
-            learned=self.processor.learned, encoder_version=self.processor.encoder.version
-        )
-        checkpoint.write_atomic(self.checkpoint_path, data)
+        checkpoint.write_atomic(self.checkpoint_path, self.processor.clusterer.snapshot(**self.processor.state()))
+
+    def clusters(self) -> dict[str, Any]:
+        """Cluster sizes and keywords of this worker's model, for GET /clusters."""
+        clusterer = self.processor.clusterer
+        sizes = clusterer.sizes()
+        keywords = self.processor.terms.top_keywords(KEYWORDS_PER_CLUSTER * 2)
+        return {
+            "model_version": self.processor.model_version,
+            "fitted": clusterer.fitted,
+            "texts_learned": clusterer.seen,
+            "clusters": [
+                {"cluster": c, "size": round(float(sizes[c]), 2), "keywords": [w for w, _ in keywords.get(c, [])]}
+                for c in range(clusterer.k)
+            ],
+        }
+
+
+def rules_from(settings: Settings) -> Rules:
+    return Rules(
+        half_life_ms=settings.interest_half_life_days * 86_400_000,
+        windows_days=tuple(settings.windows_days),
+        currency=settings.currency,
+        inactivity_days=settings.inactivity_days,
+        alert_at=settings.churn_alert_at,
+        recover_at=settings.churn_recover_at,
+    )
 
 
 def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> EncodeStage:
     """Declare topics, the profile table, the agents and the web views on ``app``."""
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-    sources = app.topic(*settings.source_topics, **raw)
-    updates = app.topic(settings.topic_updates, key_serializer="raw", value_serializer="json")
-    profiles_out = app.topic(settings.topic_profiles, key_serializer="raw", value_serializer="json")
-    dead_letters = app.topic(settings.topic_dead_letters, key_serializer="raw", value_serializer="json")
+    sources = app.topic(*settings.kind_of_topic, **raw)
+    json_out = {"key_serializer": "raw", "value_serializer": "json"}
+    updates = app.topic(settings.topic_updates, **json_out)
+    profiles_out = app.topic(settings.topic_profiles, **json_out)
+    alerts_out = app.topic(settings.topic_alerts, **json_out)
     table = app.Table(
         "profile-state",
         default=None,
         partitions=settings.partitions,
         schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
     )
-    stage = EncodeStage(
-        processor,
-        settings.data_dir / "clustering" / f"{settings.app_id}.ckpt",
-        updates,
-        dead_letters,
-        settings.warmup_max_wait,
-    )
+    stage = EncodeStage(processor, settings.data_dir / "clustering" / f"{settings.app_id}.ckpt", settings.warmup_max_wait)
+    stage.updates = updates
+    stage.dead_letters = app.topic(settings.topic_dead_letters, **json_out)
+    stage.partitions = settings.partitions
     stage.restore()
-    half_life_ms = settings.interest_half_life_days * 86_400_000
+    rules = rules_from(settings)
+
+    async def publish(profile: Profile, alert: dict[str, Any] | None, as_of: int) -> None:
+        key = profile["user_id"].encode()
+        view = public_view(profile, as_of=as_of, updated_at_ms=_now_ms(), rules=rules)
+        await profiles_out.send(key=key, value=view, force=True)
+        if alert is not None:
+            await alerts_out.send(key=key, value=alert, force=True)
+
+    async def on_update(update: dict[str, Any], partition: int) -> None:
+        user = update["user_id"]
+        profile = table.get(user) or new_profile(user)
+        updated = apply_update(profile, update, rules)
+        if updated is profile:
+            return
+        updated, alert = churn_step(updated, updated["as_of"], rules)
+        updated["partition"] = partition
+        table[user] = updated
+        await publish(updated, alert, updated["as_of"])
+
+    async def on_tick(watermark: int, partition: int) -> None:
+        for user, profile in list(table.items()):
+            if profile.get("partition") != partition or profile["last_event_ts"] is None:
+                continue
+            updated, alert = churn_step(profile, watermark, rules)
+            if alert is not None:
+                table[user] = updated
+                await publish(updated, alert, watermark)
 
     @app.agent(sources, name="encode")
     async def encode(stream: faust.StreamT) -> None:
@@ -160,15 +212,12 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
 
     @app.agent(updates, name="apply")
     async def apply(stream: faust.StreamT) -> None:
-        async for key, update in stream.items():
-            user = key.decode()
-            profile = table.get(user) or new_profile(user)
-            updated = apply_update(profile, update, half_life_ms=half_life_ms)
-            if updated is profile:
-                continue
-            table[user] = updated
-            view = public_view(updated, updated_at_ms=int(time.time() * 1000))
-            await profiles_out.send(key=key, value=view, force=True)
+        async for event in stream.events():
+            update, partition = event.value, event.message.partition
+            if update.get("kind") == "tick":
+                await on_tick(int(update["watermark"]), partition)
+            else:
+                await on_update(update, partition)
 
     @app.page("/profiles/{user_id}")
     @app.table_route(table=table, match_info="user_id")
@@ -176,14 +225,18 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
         profile = table.get(user_id)
         if profile is None:
             return web.json({"error": "not_found", "user_id": user_id, "detail": "no events seen for this user"}, status=404)
-        return web.json(public_view(profile, updated_at_ms=int(time.time() * 1000)))
+        return web.json(public_view(profile, as_of=processor.watermark, updated_at_ms=_now_ms(), rules=rules))
+
+    @app.page("/clusters")
+    async def clusters_view(web: View, request: Request) -> Response:
+        return web.json(stage.clusters())
 
     @app.page("/health")
     async def health(web: View, request: Request) -> Response:
-        clusterer = stage.processor.clusterer
         return web.json(
-            {"status": "ok", "model_version": stage.processor.model_version, "clusters_fitted": clusterer.fitted,
-             "held_for_warmup": len(stage.held)}
+            {"status": "ok", "model_version": stage.processor.model_version,
+             "clusters_fitted": stage.processor.clusterer.fitted, "held_for_warmup": len(stage.held),
+             "watermark": stage.processor.watermark}
         )
 
     return stage

@@ -34,9 +34,12 @@ def build_processor(settings: Settings, encoder: Encoder) -> BatchProcessor:
     return BatchProcessor(
         encoder,
         clusterer,
-        kind_of_topic={settings.topic_reviews: "review", settings.topic_searches: "search"},
+        kind_of_topic=settings.kind_of_topic,
         prefixes={"review": settings.review_prefix, "search": settings.query_prefix},
         max_text_chars=settings.max_text_chars,
+        currency=settings.currency,
+        lateness_ms=int(settings.lateness_seconds * 1000),
+        tick_every_ms=int(settings.churn_check_hours * 3_600_000),
     )
 
 
@@ -51,6 +54,8 @@ def create_app(settings: Settings, encoder: Encoder | None = None) -> faust.App:
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication,
         broker_commit_interval=settings.commit_interval,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout / 4),
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         web_enabled=True,

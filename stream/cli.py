@@ -69,12 +69,12 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 def _feed(settings: Settings, args: argparse.Namespace):  # noqa: ANN202
     from stream import feed
 
-    kinds = ("review", "search")
     if args.file:
         return feed.read_jsonl(args.file)
+    options = {"seed": args.seed, "silent_fraction": args.silent, "gap_ms": int(args.span_days * 86_400_000 / args.events)}
     if args.reviews:
-        return feed.reviews_feed(args.reviews, args.users, args.events, seed=args.seed, kinds=kinds)
-    return feed.demo_feed(args.users, args.events, seed=args.seed, kinds=kinds)
+        return feed.reviews_feed(args.reviews, args.users, args.events, **options)
+    return feed.demo_feed(args.users, args.events, **options)
 
 
 def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
@@ -139,10 +139,15 @@ def _demo_model(settings: Settings) -> str:
 
 
 def _summary(profile: dict) -> str:
-    counts = " ".join(f"{k}={v}" for k, v in profile["counts"].items())
-    dist = profile.get("cluster_distribution") or {}
-    share = dist.get(str(profile.get("cluster")), 0.0)
-    return f"{profile['user_id']:>8}  {counts:<22} cluster={profile['cluster']} ({share:.0%})  last={profile['last_event_ts']}"
+    b, c, i = profile["behaviour"], profile["consumption"], profile["interests"]
+    counts = " ".join(f"{k[:6]}={v}" for k, v in b["counts"].items())
+    top = i["top_clusters"][0] if i["top_clusters"] else None
+    interest = f"#{top['cluster']} {'/'.join(top['keywords'][:3])} ({top['share']:.0%})" if top else "-"
+    churn = profile["churn"]
+    return (
+        f"{profile['user_id']:>6} {counts}  {c['rfm']['segment']:<16} spend={c['monetary_total']:>9}  "
+        f"interest={interest}  churn={churn['score']:.2f}{' ALERTED' if churn['alerted'] else ''}"
+    )
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -171,9 +176,9 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
             profile = json.loads(value)
             latest[profile["user_id"]] = profile
             print(_summary(profile), flush=True)
-            if args.exit_when_done and sum(p["events_total"] for p in latest.values()) >= produced:
+            if args.exit_when_done and sum(p["behaviour"]["events_total"] for p in latest.values()) >= produced:
                 break
-        applied = sum(p["events_total"] for p in latest.values())
+        applied = sum(p["behaviour"]["events_total"] for p in latest.values())
         print(f"{len(latest)} users, {applied}/{produced} events in their profiles", flush=True)
         return 0 if applied >= produced else 1
     except KeyboardInterrupt:
@@ -195,6 +200,8 @@ def _add_feed_options(p: argparse.ArgumentParser, events: int) -> None:
     p.add_argument("--events", type=int, default=events)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rate", type=float, default=0.0, help="events per second (0 = as fast as possible)")
+    p.add_argument("--span-days", type=float, default=120.0, help="event-time span of a generated feed")
+    p.add_argument("--silent", type=float, default=0.2, help="share of generated users who go silent (churn)")
 
 
 def parser() -> argparse.ArgumentParser:

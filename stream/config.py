@@ -6,6 +6,7 @@ environment themselves, so tests can build settings explicitly.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -33,10 +34,14 @@ class Settings(BaseSettings):
     replication: int = Field(1, ge=1, description="replication factor of the topics the project creates")
     topic_reviews: str = "reviews"
     topic_searches: str = "searches"
+    topic_orders: str = "orders"
+    topic_attributes: str = "user-attributes"
     topic_profiles: str = "profiles"
+    topic_alerts: str = "churn-alerts"
     topic_updates: str = Field("profile-updates", description="internal: per-user updates, co-partitioned with the table")
     topic_dead_letters: str = "dead-letters"
     commit_interval: float = Field(1.0, gt=0, description="seconds between offset commits")
+    session_timeout: float = Field(30.0, gt=0, description="seconds before a silent worker's partitions move to another")
 
     # Local broker (stream broker start)
     broker_port: int = Field(9092, description="client port of the local broker")
@@ -71,12 +76,26 @@ class Settings(BaseSettings):
     reassignment_ratio: float = Field(0.01, ge=0)
     seed: int = 0
 
-    # Profiles
-    interest_half_life_days: float = Field(30.0, gt=0, description="half-life of the interest vector and cluster distribution, in event time")
+    # Profiles (all in event time)
+    interest_half_life_days: float = Field(30.0, gt=0, description="half-life of interest, category and sentiment averages")
+    windows_days: tuple[int, ...] = Field((30, 90), description='consumption/behaviour windows, JSON list, e.g. "[30,90]"')
+    currency: str = Field("CNY", description="orders in another currency are dead-lettered")
+    lateness_seconds: float = Field(3600.0, ge=0, description="watermark = newest event time seen minus this")
+    churn_check_hours: float = Field(24.0, gt=0, description="event time between churn re-assessments of all users")
+    inactivity_days: float = Field(14.0, gt=0, description="silence at which the inactivity signal is at its maximum")
+    churn_alert_at: float = Field(0.6, gt=0, le=1, description="risk at which a churn alert is raised")
+    churn_recover_at: float = Field(0.4, ge=0, lt=1, description="risk at or below which an alerted user has recovered")
 
     # Web (profile lookup)
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as STREAM_* variables, to start another process (a worker) with them."""
+        out = {}
+        for name, value in self.model_dump(mode="json").items():
+            out[f"STREAM_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+        return out
 
     @property
     def warmup_size(self) -> int:
@@ -87,9 +106,15 @@ class Settings(BaseSettings):
         return self.broker_controller_port or self.broker_port + 1
 
     @property
-    def source_topics(self) -> tuple[str, str]:
-        return (self.topic_reviews, self.topic_searches)
+    def kind_of_topic(self) -> dict[str, str]:
+        """Input topic -> event kind (its contract in schemas/)."""
+        return {
+            self.topic_reviews: "review",
+            self.topic_searches: "search",
+            self.topic_orders: "order",
+            self.topic_attributes: "user_attributes",
+        }
 
     @property
-    def all_topics(self) -> tuple[str, ...]:
-        return (*self.source_topics, self.topic_updates, self.topic_profiles, self.topic_dead_letters)
+    def topic_of_kind(self) -> dict[str, str]:
+        return {kind: topic for topic, kind in self.kind_of_topic.items()}

@@ -20,22 +20,24 @@ import orjson
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
-#: event kind -> (schema file, field holding the free text)
-KINDS: dict[str, tuple[str, str]] = {
+#: event kind -> (schema file, field holding the free text, if any)
+KINDS: dict[str, tuple[str, str | None]] = {
     "review": ("review.schema.json", "text"),
     "search": ("search.schema.json", "query"),
+    "order": ("order.schema.json", None),
+    "user_attributes": ("user-attributes.schema.json", None),
 }
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """A valid input event; ``ts_ms`` is event time in epoch milliseconds."""
+    """A valid input event; ``ts_ms`` is event time in epoch milliseconds; ``text`` is None for non-text kinds."""
 
     kind: str
-    event_id: str
+    event_id: str | None
     user_id: str
     ts_ms: int
-    text: str
+    text: str | None
     fields: dict[str, Any]
 
 
@@ -110,7 +112,13 @@ def decode(kind: str, value: bytes | None, *, max_text_chars: int) -> Event | Re
         ts_ms = parse_ts(obj["ts"])
     except (ValueError, OverflowError, OSError) as exc:
         return Rejected("unparseable event time", str(exc))
-    text = obj[KINDS[kind][1]]
-    if len(text) > max_text_chars:
+    text_field = KINDS[kind][1]
+    text = obj[text_field] if text_field else None
+    if text is not None and len(text) > max_text_chars:
         return Rejected("text too long", f"{len(text)} characters > limit {max_text_chars}")
-    return Event(kind, obj["event_id"], obj["user_id"], ts_ms, text, obj)
+    if kind == "user_attributes" and obj.get("registered_at") is not None:
+        try:
+            obj["registered_at"] = format_ts(parse_ts(obj["registered_at"]))
+        except (ValueError, OverflowError, OSError) as exc:
+            return Rejected("unparseable event time", f"registered_at: {exc}")
+    return Event(kind, obj.get("event_id"), obj["user_id"], ts_ms, text, obj)

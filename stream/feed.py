@@ -188,7 +188,7 @@ def _picker(rng: random.Random, population: Sequence[_T], weights: Sequence[floa
 
 
 def _feed(n_users: int, n_events: int, seed: int, start: datetime | None, silent_fraction: float,
-          kinds: Sequence[str], categories: Sequence[str], review: ReviewSource) -> Iterator[FeedEvent]:
+          kinds: Sequence[str], categories: Sequence[str], review: ReviewSource, gap_ms: int) -> Iterator[FeedEvent]:
     """Validate eagerly (errors surface at the call, not at the first `next`), then return the lazy generator."""
     unknown = sorted(set(kinds) - set(KINDS))
     if not kinds or unknown:
@@ -197,6 +197,8 @@ def _feed(n_users: int, n_events: int, seed: int, start: datetime | None, silent
         raise ValueError(f"need 1 <= n_users <= n_events (every user appears), got {n_users=} {n_events=}")
     if set(kinds) == {"user_attributes"} and n_events != n_users:
         raise ValueError("with kinds=('user_attributes',) there is one event per user: n_events must equal n_users")
+    if gap_ms < 1:
+        raise ValueError(f"gap_ms must be at least 1, got {gap_ms}")
     if not 0.0 <= silent_fraction < 1.0:
         raise ValueError(f"silent_fraction must be in [0, 1), got {silent_fraction}")
     n_silent = min(n_users - 1, round(silent_fraction * n_users))
@@ -206,11 +208,11 @@ def _feed(n_users: int, n_events: int, seed: int, start: datetime | None, silent
     if start is None:
         start = DEFAULT_START
     base = start.replace(tzinfo=timezone.utc) if start.tzinfo is None else start.astimezone(timezone.utc)
-    return _generate(n_users, n_events, seed, base, n_silent, tuple(kinds), tuple(categories), review)
+    return _generate(n_users, n_events, seed, base, n_silent, tuple(kinds), tuple(categories), review, gap_ms)
 
 
 def _generate(n_users: int, n_events: int, seed: int, base: datetime, n_silent: int, kinds: tuple[str, ...],
-              categories: tuple[str, ...], review: ReviewSource) -> Iterator[FeedEvent]:
+              categories: tuple[str, ...], review: ReviewSource, gap_ms: int) -> Iterator[FeedEvent]:
     rng = random.Random(seed)
     users = []
     for i in range(1, n_users + 1):
@@ -229,11 +231,11 @@ def _generate(n_users: int, n_events: int, seed: int, base: datetime, n_silent: 
     pick_kind = _picker(rng, act_kinds, [_MIX[k] for k in act_kinds])  # never drawn when act_kinds is empty
     with_attributes = "user_attributes" in kinds
     for i in range(n_events):
-        offset_ms = i * GAP_MS + rng.randrange(GAP_MS) if i else 0
+        offset_ms = i * gap_ms + rng.randrange(gap_ms) if i else 0
         ts = _rfc3339(base + timedelta(milliseconds=offset_ms))
         if i < n_users:
             u = intro[i]
-        else:  # slot i ends by (i + 1) * GAP_MS, within SILENT_AFTER of the span, which is at least (n - 1) * GAP_MS
+        else:  # slot i ends by (i + 1) * gap_ms, within SILENT_AFTER of the span, which is at least (n - 1) * GAP_MS
             u = anyone() if (i + 1) <= SILENT_AFTER * (n_events - 1) else only_active()
         user = users[u]
         kind = "user_attributes" if with_attributes and i < n_users else pick_kind()
@@ -268,17 +270,17 @@ def _generate(n_users: int, n_events: int, seed: int, base: datetime, n_silent: 
 
 
 def demo_feed(n_users: int, n_events: int, *, seed: int = 0, start: datetime | None = None,
-              silent_fraction: float = 0.0, kinds: Sequence[str] = KINDS) -> Iterator[FeedEvent]:
+              silent_fraction: float = 0.0, kinds: Sequence[str] = KINDS, gap_ms: int = GAP_MS) -> Iterator[FeedEvent]:
     """A self-contained feed with templated Chinese reviews and queries: no data file needed for a demo or test.
 
     Exactly `n_events` events from exactly `n_users` users, in non-decreasing event time from `start`
-    (default 2026-01-01T00:00:00Z), about one a second. Raises ValueError on impossible arguments.
+    (default 2026-01-01T00:00:00Z), one per `gap_ms` on average. Raises ValueError on impossible arguments.
     """
-    return _feed(n_users, n_events, seed, start, silent_fraction, kinds, CATEGORIES, _demo_review)
+    return _feed(n_users, n_events, seed, start, silent_fraction, kinds, CATEGORIES, _demo_review, gap_ms)
 
 
 def reviews_feed(path: str | Path, n_users: int, n_events: int, *, seed: int = 0, start: datetime | None = None,
-                 silent_fraction: float = 0.0, kinds: Sequence[str] = KINDS) -> Iterator[FeedEvent]:
+                 silent_fraction: float = 0.0, kinds: Sequence[str] = KINDS, gap_ms: int = GAP_MS) -> Iterator[FeedEvent]:
     """Like `demo_feed`, but reviews are real labelled texts from the CSV at `path` (read once, at the call).
 
     Users prefer categories present in the file; rating follows the sentiment label (1 → 4–5, 0 → 1–2).
@@ -293,7 +295,7 @@ def reviews_feed(path: str | Path, n_users: int, n_events: int, *, seed: int = 0
         raise ValueError(f"{path}: categories without search/order templates: {unknown} (known: {CATEGORIES})")
     categories = tuple(c for c in CATEGORIES if c in pool)
     return _feed(n_users, n_events, seed, start, silent_fraction, kinds, categories,
-                 lambda rng, category: rng.choice(pool[category]))
+                 lambda rng, category: rng.choice(pool[category]), gap_ms)
 
 
 def load_labelled_reviews(path: str | Path, text_column: str = "review", label_column: str = "cat",

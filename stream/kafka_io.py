@@ -13,10 +13,6 @@ from stream.config import Settings
 from stream.feed import FeedEvent
 
 
-def topic_of_kind(settings: Settings) -> dict[str, str]:
-    return {"review": settings.topic_reviews, "search": settings.topic_searches}
-
-
 def make_producer(settings: Settings, **overrides: Any) -> Producer:
     """Idempotent producer; murmur2 partitioning like the Java and Faust clients, so keys co-partition."""
     return Producer(
@@ -39,7 +35,7 @@ def produce_feed(
     on_sent: Callable[[FeedEvent], None] | None = None,
 ) -> dict[str, int]:
     """Send each event to its kind's topic keyed by user id; ``rate`` > 0 paces events per second."""
-    topics = topic_of_kind(settings)
+    topics = settings.topic_of_kind
     producer = make_producer(settings)
     counts: dict[str, int] = {}
     errors: list[str] = []

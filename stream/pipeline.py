@@ -1,9 +1,13 @@
 """Stage 1 of the pipeline as plain code: raw records in, per-user updates and dead letters out.
 
 Runs in a worker thread (it is all CPU: decode, clean, jieba, tokenize, encode, cluster).
-Learning is idempotent across redelivery: per source partition the clusterer remembers
+Learning is idempotent across redelivery: per source partition the processor remembers
 the last offset it learned from, and a redelivered record is assigned but not learned
 again, so a restart never re-applies learning that the checkpoint already holds.
+
+Text events (reviews, searches) wait in a buffer until the clusterer's warm start; other
+events pass straight through. The event-time watermark (newest event time seen, minus
+the allowed lateness) travels with every update and drives churn checks via ticks.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -18,8 +23,13 @@ import numpy as np
 from stream.clustering import OnlineClusterer
 from stream.encoder import Encoder
 from stream.events import Event, Rejected, decode, format_ts
-from stream.profile import Update, make_update
+from stream.keywords import ClusterTerms
+from stream.profile import ATTRIBUTES, Update, make_update
+from stream.sentiment import review_sentiment
 from stream.text import CleanText, clean_many
+
+KEYWORDS_PER_CLUSTER = 5
+MAX_TERMS_PER_CLUSTER = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,18 +85,20 @@ class DeadLetter:
 class BatchResult:
     updates: list[Update] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    held: int = 0  # records waiting for the clusterer's warm start; their offsets must not be acked yet
+    ticks: list[int] = field(default_factory=list)  # watermarks at which every user is re-assessed (churn)
+    held: int = 0  # text records waiting for the clusterer's warm start; their offsets must not be acked yet
 
 
 @dataclass
-class _Pending:
+class _Text:
     record: Record
     event: Event
+    clean: CleanText
     embedding: np.ndarray
 
 
 class BatchProcessor:
-    """Decode, clean, encode and cluster micro-batches; holds records until the warm start."""
+    """Decode, clean, encode and cluster micro-batches; holds text records until the warm start."""
 
     def __init__(
         self,
@@ -96,83 +108,161 @@ class BatchProcessor:
         kind_of_topic: Mapping[str, str],
         prefixes: Mapping[str, str],
         max_text_chars: int,
-        learned: Mapping[str, int] | None = None,
+        currency: str = "CNY",
+        lateness_ms: int = 0,
+        tick_every_ms: int = 86_400_000,
     ) -> None:
         self.encoder = encoder
         self.clusterer = clusterer
         self.kind_of_topic = dict(kind_of_topic)
         self.prefixes = dict(prefixes)
         self.max_text_chars = max_text_chars
-        self.learned: dict[str, int] = dict(learned or {})
-        self.pending: list[_Pending] = []
+        self.currency = currency
+        self.lateness_ms = lateness_ms
+        self.tick_every_ms = tick_every_ms
+        self.terms = ClusterTerms()
+        self.learned: dict[str, int] = {}
+        self.max_ts: int | None = None
+        self.last_tick: int | None = None
+        self.pending: list[_Text] = []
 
     @property
     def model_version(self) -> str:
         return f"{self.encoder.version}+{self.clusterer.version}"
 
+    @property
+    def watermark(self) -> int:
+        return 0 if self.max_ts is None else self.max_ts - self.lateness_ms
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint must hold besides the clusterer, to resume exactly."""
+        return {
+            "learned": dict(self.learned),
+            "terms": self.terms.to_dict(),
+            "max_ts": self.max_ts,
+            "last_tick": self.last_tick,
+            "encoder_version": self.encoder.version,
+        }
+
+    def load_state(self, clusterer: OnlineClusterer, state: Mapping[str, Any]) -> None:
+        self.clusterer = clusterer
+        self.learned = dict(state["learned"])
+        self.terms = ClusterTerms.from_dict(state["terms"])
+        self.max_ts = state["max_ts"]
+        self.last_tick = state["last_tick"]
+
     def process(self, records: Sequence[Record], *, force_fit: bool = False) -> BatchResult:
         """One micro-batch; ``force_fit`` warm-starts with what is buffered (at least k)."""
         result = BatchResult()
-        valid: list[tuple[Record, Event]] = []
+        texts: list[tuple[Record, Event]] = []
         for record in records:
-            kind = self.kind_of_topic.get(record.topic)
-            decoded = (
-                decode(kind, record.value, max_text_chars=self.max_text_chars)
-                if kind
-                else Rejected("unknown event type", f"topic {record.topic!r} has no event contract")
-            )
+            decoded = self._decode(record)
             if isinstance(decoded, Rejected):
                 result.dead_letters.append(DeadLetter(record, decoded.reason, decoded.error))
+                continue
+            self.max_ts = decoded.ts_ms if self.max_ts is None else max(self.max_ts, decoded.ts_ms)
+            if decoded.text is None:
+                result.updates.append(self._plain_update(record, decoded))
             else:
-                valid.append((record, decoded))
-        fresh: list[_Pending] = []
-        if valid:
-            cleaned = clean_many([event.text for _, event in valid])
-            embeddings = self.encoder.encode(self._encoder_inputs(valid, cleaned))
-            fresh = [_Pending(r, e, x) for (r, e), x in zip(valid, embeddings)]
+                texts.append((record, decoded))
+        fresh = self._encode(texts)
         if not self.clusterer.fitted:
             self.pending.extend(fresh)
             if len(self.pending) >= self.clusterer.warmup or (force_fit and len(self.pending) >= self.clusterer.k):
-                self._warm_start()
+                self.clusterer.warm_start(np.stack([t.embedding for t in self.pending]))
                 fresh, self.pending = self.pending, []
+                self._learn_terms(fresh, self.clusterer.assign(np.stack([t.embedding for t in fresh]))[0])
             else:
                 result.held = len(self.pending)
-                return result
-        else:
+                fresh = []
+        elif fresh:
             self._learn(fresh)
         if fresh:
-            labels, _ = self.clusterer.assign(np.stack([p.embedding for p in fresh]))
-            version = self.model_version
-            result.updates = [
-                make_update(
-                    kind=p.event.kind,
-                    user_id=p.event.user_id,
-                    event_id=p.event.event_id,
-                    ts_ms=p.event.ts_ms,
-                    source=p.record.source,
-                    offset=p.record.offset,
-                    embedding=p.embedding,
-                    cluster=int(label),
-                    model_version=version,
-                )
-                for p, label in zip(fresh, labels)
-            ]
+            result.updates.extend(self._text_updates(fresh))
+        result.ticks = self._ticks()
         return result
 
-    def _encoder_inputs(self, valid: Sequence[tuple[Record, Event]], cleaned: Sequence[CleanText]) -> list[str]:
-        return [self.prefixes.get(event.kind, "") + c.text for (_, event), c in zip(valid, cleaned)]
+    def _decode(self, record: Record) -> Event | Rejected:
+        kind = self.kind_of_topic.get(record.topic)
+        if kind is None:
+            return Rejected("unknown event type", f"topic {record.topic!r} has no event contract")
+        event = decode(kind, record.value, max_text_chars=self.max_text_chars)
+        if isinstance(event, Event) and kind == "order" and event.fields["currency"] != self.currency:
+            return Rejected("unsupported currency", f"{event.fields['currency']} != {self.currency} (STREAM_CURRENCY)")
+        return event
 
-    def _warm_start(self) -> None:
-        self.clusterer.warm_start(np.stack([p.embedding for p in self.pending]))
-        self._mark_learned(self.pending)
+    def _encode(self, texts: Sequence[tuple[Record, Event]]) -> list[_Text]:
+        if not texts:
+            return []
+        cleaned = clean_many([event.text or "" for _, event in texts])
+        inputs = [self.prefixes.get(event.kind, "") + c.text for (_, event), c in zip(texts, cleaned)]
+        embeddings = self.encoder.encode(inputs)
+        return [_Text(r, e, c, x) for (r, e), c, x in zip(texts, cleaned, embeddings)]
 
-    def _learn(self, items: Sequence[_Pending]) -> None:
-        new = [p for p in items if p.record.offset > self.learned.get(p.record.source, -1)]
-        if new:
-            self.clusterer.learn(np.stack([p.embedding for p in new]))
-            self._mark_learned(new)
+    def _learn(self, items: Sequence[_Text]) -> None:
+        new = [t for t in items if t.record.offset > self.learned.get(t.record.source, -1)]
+        if not new:
+            return
+        self.clusterer.learn(np.stack([t.embedding for t in new]))
+        self._learn_terms(new, self.clusterer.assign(np.stack([t.embedding for t in new]))[0])
 
-    def _mark_learned(self, items: Sequence[_Pending]) -> None:
-        for p in items:
-            source = p.record.source
-            self.learned[source] = max(self.learned.get(source, -1), p.record.offset)
+    def _learn_terms(self, items: Sequence[_Text], labels: np.ndarray) -> None:
+        """Keyword counts follow the clusters: same decay, only for records learned for the first time."""
+        if self.clusterer.half_life_events > 0:
+            self.terms.decay(0.5 ** (len(items) / self.clusterer.half_life_events))
+        for t, label in zip(items, labels):
+            self.terms.add(int(label), t.clean.tokens)
+            self.learned[t.record.source] = max(self.learned.get(t.record.source, -1), t.record.offset)
+        self.terms.prune(MAX_TERMS_PER_CLUSTER)
+
+    def _text_updates(self, items: Sequence[_Text]) -> list[Update]:
+        labels, _ = self.clusterer.assign(np.stack([t.embedding for t in items]))
+        keywords = {c: [w for w, _ in kws] for c, kws in self.terms.top_keywords(KEYWORDS_PER_CLUSTER).items()}
+        version = self.model_version
+        updates = []
+        for t, label in zip(items, labels):
+            data: dict[str, Any] = {}
+            if t.event.kind == "review":
+                data = {
+                    "category": t.event.fields.get("category"),
+                    "rating": t.event.fields.get("rating"),
+                    "sentiment": review_sentiment(t.event.fields.get("rating"), t.clean.tokens),
+                }
+            updates.append(
+                self._update(
+                    t.record, t.event, data,
+                    embedding=t.embedding, cluster=int(label), keywords=keywords.get(int(label), []), model_version=version,
+                )
+            )
+        return updates
+
+    def _plain_update(self, record: Record, event: Event) -> Update:
+        f = event.fields
+        if event.kind == "order":
+            data = {"cents": int(Decimal(f["amount"]) * 100), "category": f.get("category"), "items": f["items"]}
+        else:
+            data = {name: f[name] for name in ATTRIBUTES if f.get(name) is not None}
+        return self._update(record, event, data)
+
+    def _update(self, record: Record, event: Event, data: dict[str, Any], **text: Any) -> Update:
+        return make_update(
+            kind=event.kind,
+            user_id=event.user_id,
+            event_id=event.event_id or f"{record.source}/{record.offset}",
+            ts_ms=event.ts_ms,
+            source=record.source,
+            offset=record.offset,
+            watermark=self.watermark,
+            data=data,
+            **text,
+        )
+
+    def _ticks(self) -> list[int]:
+        """A tick each time the watermark enters a new check interval of event time."""
+        if self.max_ts is None:
+            return []
+        bucket = self.watermark // self.tick_every_ms
+        if self.last_tick is not None and bucket <= self.last_tick // self.tick_every_ms:
+            return []
+        self.last_tick = self.watermark
+        return [self.watermark]

@@ -1,9 +1,11 @@
 """Profile state and its update rule: plain JSON-able dicts and pure functions.
 
-Interest is an event-time-decayed sum of the user's text embeddings, kept relative to
-the newest event time seen (``ref_ts``). Adding an event at time t with weight
-``0.5 ** ((ref_ts - t) / half_life)``, or rescaling the sum when t is newer, gives the
-same result in any arrival order, so late and out-of-order events are applied exactly.
+Everything is computed in event time. Decayed quantities (interest vector, cluster and
+category weights, sentiment) are kept relative to the newest event time seen
+(``ref_ts``): an event at time t adds with weight ``0.5 ** ((ref_ts - t) / half_life)``,
+and a newer event first rescales the sums. Counts, windows and attributes (newest event
+time wins) are order-independent too, so late and out-of-order events give the same
+profile as in-order delivery.
 
 Updates are idempotent: each carries its source partition and offset, and a profile
 skips offsets it has already applied for that source (at-least-once delivery upstream).
@@ -13,17 +15,39 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
 
+from stream import churn, rfm
 from stream.events import format_ts
 
-SCHEMA_VERSION = 1
-EVENT_KINDS = ("review", "search")
+SCHEMA_VERSION = 2
+DAY_MS = 86_400_000
+EVENT_KINDS = ("review", "search", "order", "user_attributes")
+ATTRIBUTES = ("age_band", "gender", "region", "occupation", "registered_at")
 
 Profile = dict[str, Any]
 Update = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """The knobs of the profile model (from Settings)."""
+
+    half_life_ms: float = 30 * DAY_MS
+    windows_days: tuple[int, ...] = (30, 90)
+    currency: str = "CNY"
+    inactivity_days: float = 14.0
+    alert_at: float = 0.6
+    recover_at: float = 0.4
+    top_clusters: int = 3
+
+    @property
+    def keep_days(self) -> int:
+        return max(*self.windows_days, 90)
 
 
 def pack_vector(v: np.ndarray) -> str:
@@ -43,9 +67,12 @@ def make_update(
     ts_ms: int,
     source: str,
     offset: int,
-    embedding: np.ndarray,
-    cluster: int,
-    model_version: str,
+    watermark: int,
+    data: Mapping[str, Any] | None = None,
+    embedding: np.ndarray | None = None,
+    cluster: int | None = None,
+    keywords: list[str] | None = None,
+    model_version: str | None = None,
 ) -> Update:
     """The message stage 1 sends to the per-user stage, keyed by ``user_id``."""
     return {
@@ -55,10 +82,18 @@ def make_update(
         "ts": ts_ms,
         "source": source,
         "offset": offset,
-        "embedding": pack_vector(embedding),
-        "cluster": int(cluster),
+        "watermark": watermark,
+        "data": dict(data or {}),
+        "embedding": None if embedding is None else pack_vector(embedding),
+        "cluster": None if cluster is None else int(cluster),
+        "keywords": keywords,
         "model_version": model_version,
     }
+
+
+def make_tick(watermark: int) -> Update:
+    """Event-time clock message: lets stage 2 re-assess users who sent nothing (churn)."""
+    return {"kind": "tick", "watermark": watermark}
 
 
 def new_profile(user_id: str) -> Profile:
@@ -66,73 +101,259 @@ def new_profile(user_id: str) -> Profile:
         "schema_version": SCHEMA_VERSION,
         "user_id": user_id,
         "counts": {kind: 0 for kind in EVENT_KINDS},
+        "first_event_ts": None,
         "last_event_ts": None,
+        "as_of": None,
+        "days": {},
+        "attributes": {},
+        "orders": {"total": 0, "cents": 0, "last_ts": None, "recent": []},
+        "decayed": {"ref_ts": None, "interest": None, "clusters": {}, "categories": {}, "sentiment": [0.0, 0.0]},
+        "sentiment_last": None,
+        "reviews_scored": 0,
+        "keywords": {},
         "model_version": None,
-        "state": {"ref_ts": None, "interest_sum": None, "cluster_weights": {}, "applied": {}},
+        "churn": {"alerted": False, "changed_at": None},
+        "applied": {},
     }
 
 
 def already_applied(profile: Profile, update: Update) -> bool:
-    return update["offset"] <= profile["state"]["applied"].get(update["source"], -1)
+    return update["offset"] <= profile["applied"].get(update["source"], -1)
 
 
-def apply_update(profile: Profile, update: Update, *, half_life_ms: float) -> Profile:
+def apply_update(profile: Profile, update: Update, rules: Rules) -> Profile:
     """Profile after ``update``; the same object back when the update was applied before."""
     if already_applied(profile, update):
         return profile
-    state = profile["state"]
-    ts = int(update["ts"])
-    ref = state["ref_ts"]
-    emb = unpack_vector(update["embedding"]).astype(np.float64)
-    total = np.zeros_like(emb) if state["interest_sum"] is None else np.asarray(state["interest_sum"], dtype=np.float64)
-    weights = {int(c): w for c, w in state["cluster_weights"].items()}
-    if ref is None or ts > ref:
-        scale = 1.0 if ref is None else 0.5 ** ((ts - ref) / half_life_ms)
-        total *= scale
-        weights = {c: w * scale for c, w in weights.items()}
-        ref, weight = ts, 1.0
-    else:
-        weight = 0.5 ** ((ref - ts) / half_life_ms)
-    total += weight * emb
-    cluster = int(update["cluster"])
-    weights[cluster] = weights.get(cluster, 0.0) + weight
-    counts = dict(profile["counts"])
-    counts[update["kind"]] = counts.get(update["kind"], 0) + 1
-    last = profile["last_event_ts"]
-    return {
-        **profile,
-        "counts": counts,
-        "last_event_ts": ts if last is None else max(last, ts),
-        "model_version": update["model_version"],
-        "state": {
-            "ref_ts": ref,
-            "interest_sum": total.tolist(),
-            "cluster_weights": {str(c): w for c, w in sorted(weights.items())},
-            "applied": {**state["applied"], update["source"]: int(update["offset"])},
-        },
+    p = _copy(profile)
+    ts, kind, data = int(update["ts"]), update["kind"], update["data"]
+    p["counts"][kind] = p["counts"].get(kind, 0) + 1
+    p["first_event_ts"] = ts if p["first_event_ts"] is None else min(p["first_event_ts"], ts)
+    p["last_event_ts"] = ts if p["last_event_ts"] is None else max(p["last_event_ts"], ts)
+    p["as_of"] = max(p["as_of"] or 0, int(update["watermark"]), p["last_event_ts"])
+    _count_day(p, ts, kind, rules)
+    weight = _advance(p["decayed"], ts, rules.half_life_ms)
+    if kind == "user_attributes":
+        for name, value in data.items():
+            old = p["attributes"].get(name)
+            if old is None or (ts, str(value)) > (old[1], str(old[0])):
+                p["attributes"][name] = [value, ts]
+    if data.get("category"):
+        cats = p["decayed"]["categories"]
+        cats[data["category"]] = cats.get(data["category"], 0.0) + weight
+    if kind == "order":
+        _add_order(p["orders"], ts, int(data["cents"]), rules)
+    if data.get("sentiment") is not None:
+        s = p["decayed"]["sentiment"]
+        p["decayed"]["sentiment"] = [s[0] + weight * data["sentiment"], s[1] + weight]
+        p["reviews_scored"] += 1
+        if p["sentiment_last"] is None or ts >= p["sentiment_last"][1]:
+            p["sentiment_last"] = [data["sentiment"], ts]
+    if update.get("embedding") is not None:
+        emb = unpack_vector(update["embedding"]).astype(np.float64)
+        interest = p["decayed"]["interest"]
+        p["decayed"]["interest"] = (emb * weight if interest is None else np.asarray(interest) + weight * emb).tolist()
+        cluster = str(update["cluster"])
+        p["decayed"]["clusters"][cluster] = p["decayed"]["clusters"].get(cluster, 0.0) + weight
+        if update.get("keywords") is not None:
+            p["keywords"][cluster] = list(update["keywords"])
+        p["model_version"] = update["model_version"]
+    p["applied"][update["source"]] = int(update["offset"])
+    return p
+
+
+def assess_churn(profile: Profile, as_of: int, rules: Rules) -> churn.ChurnRisk:
+    """Churn risk of ``profile`` at event time ``as_of``."""
+    day = as_of // DAY_MS
+    recent = prior = 0
+    for d, kinds in profile["days"].items():
+        age = day - int(d)
+        n = sum(kinds.values())
+        if 0 <= age < 30:
+            recent += n
+        elif 30 <= age < 90:
+            prior += n
+    last_order = profile["orders"]["last_ts"]
+    return churn.assess(
+        churn.ChurnSignals(
+            days_silent=max(0.0, (as_of - profile["last_event_ts"]) / DAY_MS),
+            events_last_30d=recent,
+            events_prior_60d=prior,
+            sentiment=_sentiment_average(profile),
+            days_since_order=None if last_order is None else max(0.0, (as_of - last_order) / DAY_MS),
+        ),
+        rules.inactivity_days,
+    )
+
+
+def churn_step(profile: Profile, as_of: int, rules: Rules) -> tuple[Profile, dict[str, Any] | None]:
+    """Re-assess at ``as_of``; returns the profile (new object only on a transition) and the alert, if any."""
+    risk = assess_churn(profile, as_of, rules)
+    edge = churn.transition(profile["churn"]["alerted"], risk.score, rules.alert_at, rules.recover_at)
+    if edge is None:
+        return profile, None
+    p = _copy(profile)
+    p["churn"] = {"alerted": edge == "alert", "changed_at": as_of}
+    p["as_of"] = max(p["as_of"] or 0, as_of)
+    alert = {
+        "alert_id": f"{profile['user_id']}:{edge}:{as_of}",
+        "user_id": profile["user_id"],
+        "type": "churn_risk" if edge == "alert" else "recovered",
+        "score": risk.score,
+        "level": risk.level,
+        "reasons": list(risk.reasons),
+        "as_of": format_ts(as_of),
+        "last_event_ts": format_ts(profile["last_event_ts"]),
+        "profile_ref": {"topic_key": profile["user_id"], "as_of": format_ts(as_of)},
     }
+    return p, alert
 
 
-def public_view(profile: Profile, *, updated_at_ms: int, digits: int = 4) -> dict[str, Any]:
+def public_view(profile: Profile, *, as_of: int | None, updated_at_ms: int, rules: Rules, digits: int = 4) -> dict[str, Any]:
     """What downstream consumers see on the ``profiles`` topic (schemas/profile.schema.json)."""
-    state = profile["state"]
-    weights: Mapping[str, float] = state["cluster_weights"]
-    total_w = sum(weights.values())
-    distribution = {c: round(w / total_w, digits) for c, w in weights.items()} if total_w else {}
-    vector: list[float] = []
-    if state["interest_sum"] is not None:
-        v = np.asarray(state["interest_sum"], dtype=np.float64)
-        norm = np.linalg.norm(v)
-        vector = np.round(v / norm, digits).tolist() if norm else []
+    at = max(as_of or 0, profile["as_of"] or 0, profile["last_event_ts"] or 0)
+    risk = assess_churn(profile, at, rules) if profile["last_event_ts"] is not None else None
     return {
         "schema_version": SCHEMA_VERSION,
         "user_id": profile["user_id"],
         "updated_at": format_ts(updated_at_ms),
-        "last_event_ts": None if profile["last_event_ts"] is None else format_ts(profile["last_event_ts"]),
+        "as_of": format_ts(at),
+        "first_event_ts": _ts(profile["first_event_ts"]),
+        "last_event_ts": _ts(profile["last_event_ts"]),
+        "basic": {name: (profile["attributes"].get(name) or [None])[0] for name in ATTRIBUTES},
+        "consumption": _consumption(profile, at, rules),
+        "behaviour": _behaviour(profile, at, rules, digits),
+        "interests": _interests(profile, rules, digits),
+        "sentiment": {
+            "average": None if (avg := _sentiment_average(profile)) is None else round(avg, digits),
+            "last": None if profile["sentiment_last"] is None else profile["sentiment_last"][0],
+            "reviews_scored": profile["reviews_scored"],
+        },
+        "churn": {
+            "score": None if risk is None else risk.score,
+            "level": None if risk is None else risk.level,
+            "reasons": [] if risk is None else list(risk.reasons),
+            "alerted": profile["churn"]["alerted"],
+        },
+        "model_version": profile["model_version"],
+    }
+
+
+def _copy(profile: Profile) -> Profile:
+    """Deep enough copy for a pure update (nested dicts and lists are replaced, not mutated, by callers)."""
+    p = dict(profile)
+    for key in ("counts", "days", "attributes", "keywords", "churn", "applied"):
+        p[key] = dict(profile[key])
+    p["orders"] = {**profile["orders"], "recent": list(profile["orders"]["recent"])}
+    d = profile["decayed"]
+    p["decayed"] = {**d, "clusters": dict(d["clusters"]), "categories": dict(d["categories"])}
+    return p
+
+
+def _advance(decayed: dict[str, Any], ts: int, half_life_ms: float) -> float:
+    """Weight of an event at ``ts``, rescaling the decayed sums when ``ts`` is the newest time seen."""
+    ref = decayed["ref_ts"]
+    if ref is not None and ts <= ref:
+        return 0.5 ** ((ref - ts) / half_life_ms)
+    scale = 1.0 if ref is None else 0.5 ** ((ts - ref) / half_life_ms)
+    if scale != 1.0:
+        if decayed["interest"] is not None:
+            decayed["interest"] = (np.asarray(decayed["interest"]) * scale).tolist()
+        for key in ("clusters", "categories"):
+            decayed[key] = {k: w * scale for k, w in decayed[key].items()}
+        decayed["sentiment"] = [decayed["sentiment"][0] * scale, decayed["sentiment"][1] * scale]
+    decayed["ref_ts"] = ts
+    return 1.0
+
+
+def _count_day(p: Profile, ts: int, kind: str, rules: Rules) -> None:
+    last_day = p["last_event_ts"] // DAY_MS
+    day = ts // DAY_MS
+    if day > last_day - rules.keep_days:
+        key = str(day)
+        p["days"][key] = {**p["days"].get(key, {}), kind: p["days"].get(key, {}).get(kind, 0) + 1}
+    p["days"] = {d: k for d, k in p["days"].items() if int(d) > last_day - rules.keep_days}
+
+
+def _add_order(orders: dict[str, Any], ts: int, cents: int, rules: Rules) -> None:
+    orders["total"] += 1
+    orders["cents"] += cents
+    orders["last_ts"] = ts if orders["last_ts"] is None else max(orders["last_ts"], ts)
+    horizon = orders["last_ts"] - rules.keep_days * DAY_MS
+    orders["recent"] = sorted(o for o in [*orders["recent"], [ts, cents]] if o[0] > horizon)
+
+
+def _sentiment_average(profile: Profile) -> float | None:
+    total, weight = profile["decayed"]["sentiment"]
+    return total / weight if weight > 0 else None
+
+
+def _money(cents: int) -> str:
+    """Exact decimal text, e.g. 12990 -> '129.90'."""
+    return str((Decimal(cents) / 100).quantize(Decimal("0.01")))
+
+
+def _ts(ms: int | None) -> str | None:
+    return None if ms is None else format_ts(ms)
+
+
+def _consumption(profile: Profile, at: int, rules: Rules) -> dict[str, Any]:
+    orders = profile["orders"]
+    windows = {}
+    for w in rules.windows_days:
+        inside = [cents for ts, cents in orders["recent"] if at - ts < w * DAY_MS]
+        windows[f"{w}d"] = {"orders": len(inside), "monetary": _money(sum(inside))}
+    recency = None if orders["last_ts"] is None else round(max(0.0, (at - orders["last_ts"]) / DAY_MS), 2)
+    longest = windows[f"{max(rules.windows_days)}d"]
+    score = rfm.score(recency, longest["orders"], float(longest["monetary"]))
+    return {
+        "currency": rules.currency,
+        "orders_total": orders["total"],
+        "monetary_total": _money(orders["cents"]),
+        "last_order_ts": _ts(orders["last_ts"]),
+        "recency_days": recency,
+        "windows": windows,
+        "rfm": {"r": score.r, "f": score.f, "m": score.m, "segment": score.segment},
+    }
+
+
+def _behaviour(profile: Profile, at: int, rules: Rules, digits: int) -> dict[str, Any]:
+    day = at // DAY_MS
+    windows: dict[str, dict[str, int]] = {}
+    active: dict[str, int] = {}
+    for w in rules.windows_days:
+        inside = [kinds for d, kinds in profile["days"].items() if 0 <= day - int(d) < w]
+        windows[f"{w}d"] = {k: sum(kinds.get(k, 0) for kinds in inside) for k in EVENT_KINDS}
+        active[f"{w}d"] = len(inside)
+    longest = max(rules.windows_days)
+    cats = profile["decayed"]["categories"]
+    total = sum(cats.values())
+    preferred = sorted(cats.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+    return {
         "counts": dict(profile["counts"]),
         "events_total": sum(profile["counts"].values()),
+        "windows": windows,
+        "weekly_rate": {k: round(n * 7 / longest, digits) for k, n in windows[f"{longest}d"].items()},
+        "active_days": active,
+        "preferred_categories": [{"category": c, "share": round(w / total, digits)} for c, w in preferred],
+    }
+
+
+def _interests(profile: Profile, rules: Rules, digits: int) -> dict[str, Any]:
+    weights: Mapping[str, float] = profile["decayed"]["clusters"]
+    total = sum(weights.values())
+    ranked = sorted(weights, key=lambda c: (-weights[c], int(c)))
+    vector: list[float] = []
+    if profile["decayed"]["interest"] is not None:
+        v = np.asarray(profile["decayed"]["interest"], dtype=np.float64)
+        norm = np.linalg.norm(v)
+        vector = np.round(v / norm, digits).tolist() if norm else []
+    return {
         "interest_vector": vector,
-        "cluster": int(max(weights, key=lambda c: (weights[c], -int(c)))) if weights else None,
-        "cluster_distribution": distribution,
-        "model_version": profile["model_version"],
+        "cluster": int(ranked[0]) if ranked else None,
+        "cluster_distribution": {c: round(weights[c] / total, digits) for c in sorted(weights, key=int)} if total else {},
+        "top_clusters": [
+            {"cluster": int(c), "share": round(weights[c] / total, digits), "keywords": profile["keywords"].get(c, [])}
+            for c in ranked[: rules.top_clusters]
+        ],
     }

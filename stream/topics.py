@@ -17,8 +17,8 @@ class TopicLayoutError(RuntimeError):
 def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
     """Per-topic configs: profiles are keyed upserts (compacted); dead letters are kept long."""
     return {
-        settings.topic_reviews: {},
-        settings.topic_searches: {},
+        **{topic: {} for topic in settings.kind_of_topic},
+        settings.topic_alerts: {},
         settings.topic_updates: {"retention.ms": str(_WEEK_MS)},
         settings.topic_profiles: {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"},
         settings.topic_dead_letters: {"retention.ms": str(4 * _WEEK_MS)},

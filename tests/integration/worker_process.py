@@ -17,10 +17,7 @@ from stream.kafka_io import read_topic
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_")}
-    for name, value in settings.model_dump().items():
-        env[f"STREAM_{name.upper()}"] = str(value)
-    return env
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("STREAM_")}, **settings.to_env()}
 
 
 class WorkerProcess:
@@ -97,12 +94,16 @@ def wait_for_counts(
     while time.monotonic() < deadline:
         assert worker.proc is not None and worker.proc.poll() is None, f"worker died:\n{worker.log_tail()}"
         latest = latest_profiles(settings)
-        got = {u: {k: v for k, v in p["counts"].items() if v} for u, p in latest.items()}
+        got = {u: {k: v for k, v in p["behaviour"]["counts"].items() if v} for u, p in latest.items()}
         if got == expected:
             return latest
         time.sleep(1.0)
     missing = {u for u in expected if u not in latest}
-    wrong = {u: (latest[u]["counts"], expected[u]) for u in expected if u in latest and latest[u]["counts"] != expected[u]}
+    wrong = {
+        u: (latest[u]["behaviour"]["counts"], expected[u])
+        for u in expected
+        if u in latest and {k: v for k, v in latest[u]["behaviour"]["counts"].items() if v} != expected[u]
+    }
     raise AssertionError(
         f"profiles incomplete after {timeout}s: {len(missing)} users missing, wrong counts {list(wrong.items())[:5]}\n"
         f"{worker.log_tail()}"

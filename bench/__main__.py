@@ -1,0 +1,7 @@
+"""``python -m bench`` runs the benchmark command."""
+
+import sys
+
+from bench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,180 @@
+"""End-to-end throughput, latency and memory through a real broker and a real worker process.
+
+Phases: pre-warm (model, consumer group, clustering warm start are paid before any clock runs),
+saturation (N events as fast as possible, until N updates are on the profiles topic), then latency
+at half the saturation rate. Each phase has its own users, so a user's event count identifies events.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from stream.broker import LocalBroker, free_port
+from stream.config import Settings
+from stream.feed import FeedEvent, reviews_feed
+from stream.kafka_io import produce_feed
+from stream.topics import ensure_topics
+
+from bench.processes import PeakRss, WorkerProcess, cpu_seconds, disk_usage, rss_bytes
+from bench.watcher import ProfileWatcher
+
+PREWARM_EVENTS = 256  # more than the clustering warm-up buffer, so the clusterer is fitted before timing starts
+
+
+@dataclass(frozen=True)
+class E2EConfig:
+    reviews: Path
+    pipeline: Settings  # model, device, dtype, batch policy and clustering as the benchmark runs them
+    events: int
+    latency_seconds: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class E2EResult:
+    events: int
+    seconds: float
+    events_per_s: float
+    worker_cpu_us_per_event: float  # worker process CPU (all threads) during saturation
+    broker_cpu_us_per_event: float
+    offered_rate: float
+    latency_events: int
+    latency_ms: dict[str, float]
+    rss_rest_bytes: int
+    rss_peak_bytes: int
+    users: int
+    state_disk_bytes: int
+    state_disk_bytes_per_user: float
+    profile_message_bytes_mean: float
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def tagged(feed: Iterable[FeedEvent], phase: str) -> list[FeedEvent]:
+    """Prefix user and event ids with the phase, so phases never share a user's count."""
+    return [
+        FeedEvent(fe.kind, {**fe.event, "user_id": f"{phase}-{fe.event['user_id']}",
+                            "event_id": f"{phase}-{fe.event['event_id']}"}, fe.label)
+        for fe in feed
+    ]
+
+
+def review_events(cfg: E2EConfig, phase: str, n: int, users: int, seed: int) -> list[FeedEvent]:
+    return tagged(reviews_feed(cfg.reviews, max(1, min(users, n)), n, seed=seed, kinds=("review",)), phase)
+
+
+def per_user(events: Iterable[FeedEvent]) -> Counter[str]:
+    return Counter(fe.event["user_id"] for fe in events)
+
+
+def worker_settings(pipeline: Settings, broker: str, data_dir: Path) -> Settings:
+    """The benchmark's pipeline settings, on the temporary broker with its own data dir and free web port."""
+    return pipeline.model_copy(update={
+        "broker": broker,
+        "app_id": f"bench-{int(time.time())}",
+        "data_dir": data_dir,
+        "warmup_max_wait": 5.0,
+        "web_port": free_port(),
+    })
+
+
+def prewarm(cfg: E2EConfig, settings: Settings, watcher: ProfileWatcher, worker: WorkerProcess) -> None:
+    """Pay model load, consumer-group join and the clustering warm start before any clock runs."""
+    events = review_events(cfg, "warm", PREWARM_EVENTS, users=64, seed=cfg.seed + 2)
+    produce_feed(settings, events)
+    watcher.wait_for(per_user(events), worker.check_alive)
+
+
+@dataclass(frozen=True)
+class Saturation:
+    events: int
+    seconds: float
+    worker_cpu: float
+    broker_cpu: float
+
+
+def saturate(settings: Settings, watcher: ProfileWatcher, worker: WorkerProcess, broker_pid: int,
+             events: list[FeedEvent]) -> Saturation:
+    """Produce everything at once; the clock stops when the last event's profile update arrives."""
+    expected = per_user(events)
+    worker_cpu, broker_cpu = cpu_seconds(worker.pid), cpu_seconds(broker_pid)
+    start = time.monotonic()
+    produce_feed(settings, events)
+    watcher.wait_for(expected, worker.check_alive)
+    end = max(watcher.appeared(u, n) or start for u, n in expected.items())
+    return Saturation(len(events), end - start, cpu_seconds(worker.pid) - worker_cpu,
+                      cpu_seconds(broker_pid) - broker_cpu)
+
+
+def latencies_ms(settings: Settings, watcher: ProfileWatcher, worker: WorkerProcess, events: list[FeedEvent],
+                 rate: float) -> np.ndarray:
+    """Per event: arrival of the first profile that counts it, minus the moment it was handed to the producer."""
+    sent: dict[tuple[str, int], float] = {}
+    counts: Counter[str] = Counter()
+
+    def on_sent(fe: FeedEvent) -> None:
+        user = fe.event["user_id"]
+        counts[user] += 1
+        sent[(user, counts[user])] = time.monotonic()
+
+    produce_feed(settings, events, rate=rate, on_sent=on_sent)
+    watcher.wait_for(counts, worker.check_alive)
+    return np.array([1000 * ((watcher.appeared(u, c) or t) - t) for (u, c), t in sent.items()])
+
+
+def percentiles(values: np.ndarray) -> dict[str, float]:
+    return {f"p{q}": float(np.percentile(values, q)) for q in (50, 95, 99)} | {"max": float(values.max())}
+
+
+def run_e2e(cfg: E2EConfig, progress: Callable[[str], None]) -> E2EResult:
+    """Broker and worker in a temporary directory; everything is stopped and removed on the way out."""
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="stream-bench-")))
+        broker = LocalBroker(tmp / "broker", Settings().cache_dir, port=free_port(), controller_port=free_port())
+        progress("starting broker")
+        broker.start()
+        stack.callback(broker.stop)
+        settings = worker_settings(cfg.pipeline, broker.bootstrap, tmp / "worker")
+        ensure_topics(settings)
+        watcher = stack.enter_context(ProfileWatcher(settings))
+        worker = stack.enter_context(WorkerProcess(settings, tmp / "worker.log"))
+        progress("starting worker")
+        worker.wait_healthy()
+        progress(f"pre-warming with {PREWARM_EVENTS} events")
+        prewarm(cfg, settings, watcher, worker)
+        rss_rest = rss_bytes(worker.pid)
+        with PeakRss(worker.pid) as peak:
+            progress(f"saturation: {cfg.events} events")
+            events = review_events(cfg, "sat", cfg.events, users=cfg.events // 5, seed=cfg.seed)
+            sat = saturate(settings, watcher, worker, broker.pid() or 0, events)
+            rate = sat.events / sat.seconds / 2
+            n = max(1, round(rate * cfg.latency_seconds))
+            progress(f"latency: {n} events at {rate:.1f}/s")
+            lat = latencies_ms(settings, watcher, worker, review_events(cfg, "lat", n, n // 2, cfg.seed + 1), rate)
+        worker.stop()
+        disk = disk_usage(settings.data_dir)
+        return E2EResult(
+            events=sat.events,
+            seconds=sat.seconds,
+            events_per_s=sat.events / sat.seconds,
+            worker_cpu_us_per_event=1e6 * sat.worker_cpu / sat.events,
+            broker_cpu_us_per_event=1e6 * sat.broker_cpu / sat.events,
+            offered_rate=rate,
+            latency_events=len(lat),
+            latency_ms=percentiles(lat),
+            rss_rest_bytes=rss_rest,
+            rss_peak_bytes=peak.peak,
+            users=watcher.users,
+            state_disk_bytes=disk,
+            state_disk_bytes_per_user=disk / max(1, watcher.users),
+            profile_message_bytes_mean=float(np.mean(watcher.sizes)) if watcher.sizes else 0.0,
+        )

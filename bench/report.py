@@ -1,0 +1,91 @@
+"""Ratios and the Markdown table: the part of a run meant to be pasted into the README."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SHORT_STAGE = {
+    "decode+validate": "decode",
+    "clean (incl. jieba)": "clean+jieba",
+    "tokenize": "tokenize",
+    "profile update": "profile",
+    "serialise public view": "view JSON",
+}
+
+
+def ratios(encoder: dict[str, Any], e2e: dict[str, Any] | None) -> dict[str, float | None]:
+    """Same-run ratios: they survive machine drift that makes absolute throughput incomparable across runs."""
+    budget = encoder["token_budget"]["texts_per_s"]
+    return {
+        "pipeline_vs_encoder": e2e["events_per_s"] / budget if e2e else None,
+        "bucketed_vs_arrival": budget / encoder["arrival_order"]["texts_per_s"],
+        "bucketed_vs_one_at_a_time": budget / encoder["one_at_a_time"]["texts_per_s"],
+    }
+
+
+def _short(stage: str) -> str:
+    if stage.startswith("cluster"):
+        return "cluster"
+    if stage.startswith("faust"):
+        return "faust codec"
+    return SHORT_STAGE.get(stage, stage)
+
+
+def _encoder_row(label: str, run: dict[str, Any]) -> str:
+    return (f"| encoder, {label} | {run['texts_per_s']:,.1f} texts/s · {run['tokens_per_s']:,.0f} tokens/s · "
+            f"{run['useful_share']:.0%} useful tokens |")
+
+
+def _cpu_row(costs: list[dict[str, Any]]) -> str:
+    total = sum(c["wall_us"] for c in costs)
+    cpu = sum(c["cpu_us"] for c in costs)
+    parts = " · ".join(f"{_short(c['stage'])} {c['wall_us']:,.0f}" for c in costs)
+    return f"| CPU per event outside the encoder (µs) | {total:,.0f} µs ({cpu:,.0f} µs CPU): {parts} |"
+
+
+def _e2e_rows(e2e: dict[str, Any], r: dict[str, float | None]) -> list[str]:
+    lat = e2e["latency_ms"]
+    mb = 1 << 20
+    return [
+        f"| pipeline end to end (broker + worker) | {e2e['events_per_s']:,.1f} events/s "
+        f"({r['pipeline_vs_encoder']:.2f}× raw encoder) |",
+        f"| latency at {e2e['offered_rate']:,.1f} events/s, p50 / p95 / p99 | "
+        f"{lat['p50']:,.0f} / {lat['p95']:,.0f} / {lat['p99']:,.0f} ms |",
+        f"| worker memory (RSS) at rest / peak under load | {e2e['rss_rest_bytes'] / mb:,.0f} / "
+        f"{e2e['rss_peak_bytes'] / mb:,.0f} MiB |",
+        f"| state on disk per user / profile message | {e2e['state_disk_bytes_per_user'] / 1024:,.1f} KiB "
+        f"({e2e['users']} users) / {e2e['profile_message_bytes_mean'] / 1024:,.1f} KiB |",
+    ]
+
+
+def markdown(result: dict[str, Any]) -> str:
+    m, model, enc, e2e, r = result["machine"], result["model"], result["encoder"], result["e2e"], result["ratios"]
+    cfg = result["config"]
+    header = (f"**{m['model']}** ({model['note']}) on {m['device']} {m['dtype']}, "
+              f"{m['gpu'] or m['cpu']} × {m['cores_usable']} cores, torch {m['torch']}; "
+              f"{cfg['texts']} real reviews, max {cfg['max_tokens']} tokens")
+    rows = [
+        "| measure | result |",
+        "|---|---|",
+        _encoder_row(f"token budget {cfg['batch_tokens']:,} (pipeline policy)", enc["token_budget"]),
+        _encoder_row(f"arrival order, {cfg['arrival_batch']} per batch", enc["arrival_order"]),
+        _encoder_row("one text at a time", enc["one_at_a_time"]),
+        _cpu_row(result["cpu_us_per_event"]),
+        *(_e2e_rows(e2e, r) if e2e else []),
+        f"| length bucketing vs arrival order / vs one at a time | {r['bucketed_vs_arrival']:.2f}× / "
+        f"{r['bucketed_vs_one_at_a_time']:.2f}× |",
+    ]
+    return "\n".join([header, "", *rows, "", bottleneck(result)])
+
+
+def bottleneck(result: dict[str, Any]) -> str:
+    """Where an event's time goes: the encoder at the pipeline's policy vs the per-event Python work around it."""
+    encoder_us = 1e6 / result["encoder"]["token_budget"]["texts_per_s"]
+    around_us = sum(c["cpu_us"] for c in result["cpu_us_per_event"])
+    line = (f"Per event: encoder {encoder_us:,.0f} µs wall vs {around_us:,.0f} µs CPU outside it "
+            f"({around_us / (encoder_us + around_us):.0%} of the in-process work).")
+    e2e = result["e2e"]
+    if e2e:
+        line += (f" End to end the worker spends {e2e['worker_cpu_us_per_event']:,.0f} µs CPU per event and the "
+                 f"broker {e2e['broker_cpu_us_per_event']:,.0f} µs, on {result['machine']['cores_usable']} cores.")
+    return line
