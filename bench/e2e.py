@@ -110,7 +110,7 @@ def saturate(settings: Settings, watcher: ProfileWatcher, worker: WorkerProcess,
     start = time.monotonic()
     produce_feed(settings, events)
     watcher.wait_for(expected, worker.check_alive)
-    end = max(watcher.appeared(u, n) or start for u, n in expected.items())
+    end = max(watcher.appeared(u, n) for u, n in expected.items())
     return Saturation(len(events), end - start, cpu_seconds(worker.pid) - worker_cpu,
                       cpu_seconds(broker_pid) - broker_cpu)
 
@@ -128,7 +128,7 @@ def latencies_ms(settings: Settings, watcher: ProfileWatcher, worker: WorkerProc
 
     produce_feed(settings, events, rate=rate, on_sent=on_sent)
     watcher.wait_for(counts, worker.check_alive)
-    return np.array([1000 * ((watcher.appeared(u, c) or t) - t) for (u, c), t in sent.items()])
+    return np.array([1000 * (watcher.appeared(u, c) - t) for (u, c), t in sent.items()])
 
 
 def percentiles(values: np.ndarray) -> dict[str, float]:
@@ -143,6 +143,9 @@ def run_e2e(cfg: E2EConfig, progress: Callable[[str], None]) -> E2EResult:
         progress("starting broker")
         broker.start()
         stack.callback(broker.stop)
+        broker_pid = broker.pid()
+        if broker_pid is None:
+            raise RuntimeError(f"broker on {broker.bootstrap} started but left no pid file")
         settings = worker_settings(cfg.pipeline, broker.bootstrap, tmp / "worker")
         ensure_topics(settings)
         watcher = stack.enter_context(ProfileWatcher(settings))
@@ -155,7 +158,7 @@ def run_e2e(cfg: E2EConfig, progress: Callable[[str], None]) -> E2EResult:
         with PeakRss(worker.pid) as peak:
             progress(f"saturation: {cfg.events} events")
             events = review_events(cfg, "sat", cfg.events, users=cfg.events // 5, seed=cfg.seed)
-            sat = saturate(settings, watcher, worker, broker.pid() or 0, events)
+            sat = saturate(settings, watcher, worker, broker_pid, events)
             rate = sat.events / sat.seconds / 2
             n = max(1, round(rate * cfg.latency_seconds))
             progress(f"latency: {n} events at {rate:.1f}/s")

@@ -27,7 +27,7 @@ def _short(stage: str) -> str:
     if stage.startswith("cluster"):
         return "cluster"
     if stage.startswith("faust"):
-        return "faust codec"
+        return "Faust codec"
     return SHORT_STAGE.get(stage, stage)
 
 
@@ -36,11 +36,13 @@ def _encoder_row(label: str, run: dict[str, Any]) -> str:
             f"{run['useful_share']:.0%} useful tokens |")
 
 
-def _cpu_row(costs: list[dict[str, Any]]) -> str:
-    total = sum(c["wall_us"] for c in costs)
+def _cpu_rows(costs: list[dict[str, Any]], stage1: dict[str, Any]) -> list[str]:
     cpu = sum(c["cpu_us"] for c in costs)
-    parts = " · ".join(f"{_short(c['stage'])} {c['wall_us']:,.0f}" for c in costs)
-    return f"| CPU per event outside the encoder (µs) | {total:,.0f} µs ({cpu:,.0f} µs CPU): {parts} |"
+    parts = " · ".join(f"{_short(c['stage'])} {c['cpu_us']:,.0f}" for c in costs)
+    return [
+        f"| CPU per event outside the encoder | {cpu:,.0f} µs: {parts} |",
+        f"| stage 1 without the model, timed whole (check) | {stage1['cpu_us']:,.0f} µs CPU per event |",
+    ]
 
 
 def _e2e_rows(e2e: dict[str, Any], r: dict[str, float | None]) -> list[str]:
@@ -70,7 +72,7 @@ def markdown(result: dict[str, Any]) -> str:
         _encoder_row(f"token budget {cfg['batch_tokens']:,} (pipeline policy)", enc["token_budget"]),
         _encoder_row(f"arrival order, {cfg['arrival_batch']} per batch", enc["arrival_order"]),
         _encoder_row("one text at a time", enc["one_at_a_time"]),
-        _cpu_row(result["cpu_us_per_event"]),
+        *_cpu_rows(result["cpu_us_per_event"], result["stage1_without_model_us_per_event"]),
         *(_e2e_rows(e2e, r) if e2e else []),
         f"| length bucketing vs arrival order / vs one at a time | {r['bucketed_vs_arrival']:.2f}× / "
         f"{r['bucketed_vs_one_at_a_time']:.2f}× |",

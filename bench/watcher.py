@@ -81,10 +81,13 @@ class ProfileWatcher:
             arrivals = self._arrivals.get(user)
             return arrivals[-1][0] if arrivals else 0
 
-    def appeared(self, user: str, count: int) -> float | None:
+    def appeared(self, user: str, count: int) -> float:
         """Monotonic time of the first profile of ``user`` that includes its ``count``-th event."""
         with self._cond:
-            return next((t for total, t in self._arrivals.get(user, ()) if total >= count), None)
+            for total, t in self._arrivals.get(user, ()):
+                if total >= count:
+                    return t
+        raise LookupError(f"no profile of {user} counts {count} events yet")
 
     def wait_for(self, expected: Mapping[str, int], check: Callable[[], None], stall_timeout: float = 90.0) -> None:
         """Block until every user's total reaches ``expected``; fail when nothing moves for ``stall_timeout``."""

@@ -25,6 +25,7 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,7 @@ class EncodeStage:
         self.updates: faust.TopicT | None = None
         self.dead_letters: faust.TopicT | None = None
         self.partitions = 1
+        self.assigned: Callable[[], list[str]] = list
 
     def restore(self) -> None:
         """Continue the clustering model of the last run, if it fits the current encoder."""
@@ -85,22 +87,23 @@ class EncodeStage:
         ]
         async with self.lock:
             self.held.extend((stream, e) for e in events)
-            await self._run(records, force_fit=False)
+            await self._run(records, force_fit=False, assigned=self.assigned())
 
-    async def flush_warmup(self) -> None:
-        """Warm-start with what is buffered once the oldest held record waited long enough."""
-        if self.held_since is None or time.monotonic() - self.held_since < self.warmup_max_wait:
-            return
+    async def on_timer(self) -> None:
+        """Let time pass without records: idle partitions release the watermark, and a warm-up
+        that waited ``warmup_max_wait`` fits with what is buffered."""
+        force_fit = self.held_since is not None and time.monotonic() - self.held_since >= self.warmup_max_wait
         async with self.lock:
-            await self._run([], force_fit=True)
+            await self._run([], force_fit=force_fit, assigned=self.assigned())
 
-    async def _run(self, records: list[Record], *, force_fit: bool) -> None:
+    async def _run(self, records: list[Record], *, force_fit: bool, assigned: list[str] | None = None) -> None:
         assert self.updates is not None and self.dead_letters is not None
         loop = asyncio.get_running_loop()
         result: BatchResult = await loop.run_in_executor(
-            self.executor, lambda: self.processor.process(records, force_fit=force_fit)
+            self.executor, lambda: self.processor.process(records, force_fit=force_fit, assigned=assigned or ())
         )
-        await loop.run_in_executor(self.executor, self._save_checkpoint)
+        if records or result.updates or result.ticks:
+            await loop.run_in_executor(self.executor, self._save_checkpoint)
         now_ms = _now_ms()
         pending = [
             await self.dead_letters.send(key=d.key.encode(), value=d.message(now_ms), force=True)
@@ -171,6 +174,9 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
     stage.updates = updates
     stage.dead_letters = app.topic(settings.topic_dead_letters, **json_out)
     stage.partitions = settings.partitions
+    stage.assigned = lambda: [
+        f"{tp.topic}/{tp.partition}" for tp in app.consumer.assignment() if tp.topic in settings.kind_of_topic
+    ]
     stage.restore()
     rules = rules_from(settings)
 
@@ -207,8 +213,8 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
             await stage.handle(stream, events)
 
     @app.timer(interval=1.0)
-    async def warmup_deadline() -> None:
-        await stage.flush_warmup()
+    async def let_time_pass() -> None:
+        await stage.on_timer()
 
     @app.agent(updates, name="apply")
     async def apply(stream: faust.StreamT) -> None:

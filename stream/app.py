@@ -40,17 +40,19 @@ def build_processor(settings: Settings, encoder: Encoder) -> BatchProcessor:
         currency=settings.currency,
         lateness_ms=int(settings.lateness_seconds * 1000),
         tick_every_ms=int(settings.churn_check_hours * 3_600_000),
+        idle_after=settings.idle_partition_seconds,
     )
 
 
 def create_app(settings: Settings, encoder: Encoder | None = None) -> faust.App:
     """A ready Faust app; the encoder is loaded here unless one is given (tests, benchmarks)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    datadir = settings.data_dir / "faust" / settings.app_id
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.broker}",
         store="rocksdb://",
-        datadir=str(settings.data_dir / "faust"),
+        datadir=str(datadir),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication,
         broker_commit_interval=settings.commit_interval,

@@ -116,7 +116,7 @@ def cmd_tail(settings: Settings, args: argparse.Namespace) -> int:
     from stream.kafka_io import read_topic
 
     topic = {"profiles": settings.topic_profiles, "dead-letters": settings.topic_dead_letters}.get(args.topic, args.topic)
-    for key, value in read_topic(settings, topic, from_beginning=not args.new, idle_timeout=args.idle, follow=args.follow):
+    for key, value in read_topic(settings, topic, from_beginning=not args.new, follow=args.follow or args.new):
         print((key or b"").decode(errors="replace"), (value or b"null").decode(errors="replace"), flush=True)
     return 0
 
@@ -170,7 +170,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         produced = sum(counts.values())
         print(f"produced {counts}; profiles arriving on topic '{settings.topic_profiles}':", flush=True)
         latest: dict[str, dict] = {}
-        for key, value in read_topic(settings, settings.topic_profiles, idle_timeout=args.idle, follow=not args.exit_when_done):
+        for key, value in read_topic(settings, settings.topic_profiles, follow=True):
             if value is None:
                 continue
             profile = json.loads(value)
@@ -241,12 +241,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("topic")
     p.add_argument("--follow", "-f", action="store_true")
     p.add_argument("--new", action="store_true", help="only records produced from now on")
-    p.add_argument("--idle", type=float, default=5.0, help="stop after this many idle seconds")
     p.set_defaults(func=cmd_tail)
 
     p = sub.add_parser("demo", help="broker + worker + demo feed, printing profiles as they arrive")
     _add_feed_options(p, events=600)
-    p.add_argument("--idle", type=float, default=15.0)
     p.add_argument("--exit-when-done", action="store_true", help="stop once every produced event is in a profile")
     p.set_defaults(func=cmd_demo, rate=50.0)
     return ap

@@ -71,9 +71,9 @@ def produce_feed(
 
 
 def read_topic(
-    settings: Settings, topic: str, *, from_beginning: bool = True, idle_timeout: float | None = 5.0, follow: bool = False
+    settings: Settings, topic: str, *, from_beginning: bool = True, follow: bool = False, timeout: float = 60.0
 ) -> Iterator[tuple[bytes | None, bytes | None]]:
-    """(key, value) pairs of ``topic``; stops after ``idle_timeout`` seconds without records unless following."""
+    """(key, value) pairs of ``topic``: up to the end offsets seen at the start, or forever when following."""
     consumer = Consumer(
         {
             "bootstrap.servers": settings.broker,
@@ -85,21 +85,23 @@ def read_topic(
     )
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        consumer.assign(
-            [TopicPartition(topic, p, -2 if from_beginning else -1) for p in meta.partitions]
-        )
-        last = time.monotonic()
-        while True:
+        if meta.error is not None:
+            raise RuntimeError(f"topic {topic}: {meta.error}")
+        partitions = [TopicPartition(topic, p, -2 if from_beginning else -1) for p in meta.partitions]
+        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions}
+        consumer.assign(partitions)
+        todo = {p for p, end in ends.items() if end > 0} if from_beginning and not follow else set()
+        deadline = time.monotonic() + timeout
+        while follow or todo:
+            if not follow and time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic}: partitions {sorted(todo)} not read to their end in {timeout}s")
             msg = consumer.poll(0.5)
             if msg is None:
-                if not follow and idle_timeout is not None and time.monotonic() - last > idle_timeout:
-                    return
                 continue
             if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    continue
                 raise RuntimeError(str(msg.error()))
-            last = time.monotonic()
+            if msg.offset() >= ends[msg.partition()] - 1:
+                todo.discard(msg.partition())
             yield msg.key(), msg.value()
     finally:
         consumer.close()

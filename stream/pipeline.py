@@ -13,6 +13,7 @@ the allowed lateness) travels with every update and drives churn checks via tick
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -26,7 +27,7 @@ from stream.events import Event, Rejected, decode, format_ts
 from stream.keywords import ClusterTerms
 from stream.profile import ATTRIBUTES, Update, make_update
 from stream.sentiment import review_sentiment
-from stream.text import CleanText, clean_many
+from stream.text import CleanText, clean_many, mask_pii
 
 KEYWORDS_PER_CLUSTER = 5
 MAX_TERMS_PER_CLUSTER = 500
@@ -60,23 +61,26 @@ class DeadLetter:
         return f"{self.record.source}/{self.record.offset}"
 
     def message(self, failed_at_ms: int) -> dict[str, Any]:
-        """The value published on the dead-letter topic (schemas/dead-letter.schema.json)."""
+        """The value published on the dead-letter topic (schemas/dead-letter.schema.json).
+
+        The original bytes travel unchanged unless they contain personal data: then only
+        the masked text does (the source position still leads to the original record).
+        """
         value = self.record.value
         text: str | None = None
+        pii: tuple[str, ...] = ()
         if value is not None:
-            try:
-                text = value.decode("utf-8")
-            except UnicodeDecodeError:
-                text = None
+            text, pii = mask_pii(value.decode("utf-8", errors="replace"))
         return {
             "topic": self.record.topic,
             "partition": self.record.partition,
             "offset": self.record.offset,
             "key": None if self.record.key is None else base64.b64encode(self.record.key).decode("ascii"),
-            "value": None if value is None else base64.b64encode(value).decode("ascii"),
+            "value": None if value is None or pii else base64.b64encode(value).decode("ascii"),
             "value_text": text,
+            "pii_masked": list(pii),
             "reason": self.reason,
-            "error": self.error,
+            "error": mask_pii(self.error)[0],
             "failed_at": format_ts(failed_at_ms),
         }
 
@@ -111,6 +115,7 @@ class BatchProcessor:
         currency: str = "CNY",
         lateness_ms: int = 0,
         tick_every_ms: int = 86_400_000,
+        idle_after: float = 30.0,
     ) -> None:
         self.encoder = encoder
         self.clusterer = clusterer
@@ -120,9 +125,12 @@ class BatchProcessor:
         self.currency = currency
         self.lateness_ms = lateness_ms
         self.tick_every_ms = tick_every_ms
+        self.idle_after = idle_after
         self.terms = ClusterTerms()
         self.learned: dict[str, int] = {}
-        self.max_ts: int | None = None
+        self.partition_max: dict[str, int] = {}
+        self.partition_seen: dict[str, float] = {}
+        self.watermark = 0
         self.last_tick: int | None = None
         self.pending: list[_Text] = []
 
@@ -130,16 +138,13 @@ class BatchProcessor:
     def model_version(self) -> str:
         return f"{self.encoder.version}+{self.clusterer.version}"
 
-    @property
-    def watermark(self) -> int:
-        return 0 if self.max_ts is None else self.max_ts - self.lateness_ms
-
     def state(self) -> dict[str, Any]:
         """What a checkpoint must hold besides the clusterer, to resume exactly."""
         return {
             "learned": dict(self.learned),
             "terms": self.terms.to_dict(),
-            "max_ts": self.max_ts,
+            "partition_max": dict(self.partition_max),
+            "watermark": self.watermark,
             "last_tick": self.last_tick,
             "encoder_version": self.encoder.version,
         }
@@ -148,24 +153,41 @@ class BatchProcessor:
         self.clusterer = clusterer
         self.learned = dict(state["learned"])
         self.terms = ClusterTerms.from_dict(state["terms"])
-        self.max_ts = state["max_ts"]
+        self.partition_max = dict(state["partition_max"])
+        self.watermark = state["watermark"]
         self.last_tick = state["last_tick"]
 
-    def process(self, records: Sequence[Record], *, force_fit: bool = False) -> BatchResult:
-        """One micro-batch; ``force_fit`` warm-starts with what is buffered (at least k)."""
+    def process(
+        self,
+        records: Sequence[Record],
+        *,
+        force_fit: bool = False,
+        assigned: Sequence[str] = (),
+        now: float | None = None,
+    ) -> BatchResult:
+        """One micro-batch; ``force_fit`` warm-starts with what is buffered (at least k).
+
+        ``assigned`` names the input partitions ("topic/partition") this worker owns and
+        ``now`` is a monotonic clock reading; both only feed the watermark.
+        """
+        now = time.monotonic() if now is None else now
         result = BatchResult()
         texts: list[tuple[Record, Event]] = []
+        for source in assigned:
+            self.partition_seen.setdefault(source, now)
         for record in records:
+            self.partition_seen[record.source] = now
             decoded = self._decode(record)
             if isinstance(decoded, Rejected):
                 result.dead_letters.append(DeadLetter(record, decoded.reason, decoded.error))
                 continue
-            self.max_ts = decoded.ts_ms if self.max_ts is None else max(self.max_ts, decoded.ts_ms)
+            self.partition_max[record.source] = max(self.partition_max.get(record.source, 0), decoded.ts_ms)
             if decoded.text is None:
                 result.updates.append(self._plain_update(record, decoded))
             else:
                 texts.append((record, decoded))
         fresh = self._encode(texts)
+        self._advance_watermark(assigned, now, pending=self.pending + fresh if not self.clusterer.fitted else [])
         if not self.clusterer.fitted:
             self.pending.extend(fresh)
             if len(self.pending) >= self.clusterer.warmup or (force_fit and len(self.pending) >= self.clusterer.k):
@@ -179,8 +201,27 @@ class BatchProcessor:
             self._learn(fresh)
         if fresh:
             result.updates.extend(self._text_updates(fresh))
-        result.ticks = self._ticks()
+        if not result.held:
+            result.ticks = self._ticks()
         return result
+
+    def _advance_watermark(self, assigned: Sequence[str], now: float, pending: Sequence[_Text]) -> None:
+        """Event time every owned, non-idle partition has reached, minus lateness; never past held events.
+
+        Taking the minimum over partitions (not the newest event seen) keeps a lagging topic
+        or partition from being judged silent; a partition without records for
+        ``idle_after`` seconds stops holding the watermark back (Flink's idleness).
+        """
+        sources = set(assigned) | set(self.partition_max)
+        active = [
+            self.partition_max.get(s) for s in sources if now - self.partition_seen.get(s, now) < self.idle_after
+        ]
+        if not active or None in active:
+            return
+        candidate = min(active) - self.lateness_ms
+        if pending:
+            candidate = min(candidate, min(t.event.ts_ms for t in pending) - 1)
+        self.watermark = max(self.watermark, candidate)
 
     def _decode(self, record: Record) -> Event | Rejected:
         kind = self.kind_of_topic.get(record.topic)
@@ -259,7 +300,7 @@ class BatchProcessor:
 
     def _ticks(self) -> list[int]:
         """A tick each time the watermark enters a new check interval of event time."""
-        if self.max_ts is None:
+        if not self.watermark:
             return []
         bucket = self.watermark // self.tick_every_ms
         if self.last_tick is not None and bucket <= self.last_tick // self.tick_every_ms:

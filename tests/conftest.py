@@ -51,6 +51,7 @@ def settings_factory(tmp_path: Path, tiny_model: Path):  # noqa: ANN201
             "batch_wait": 0.2,
             "web_port": free_port(),
             "session_timeout": 8.0,
+            "idle_partition_seconds": 3.0,
             **{f"topic_{t}": f"{t}-{name}" for t in ("reviews", "searches", "profiles", "updates", "dead_letters")},
         }
         values.update(overrides)

@@ -76,10 +76,10 @@ class WorkerProcess:
             return exc.code, json.loads(exc.read() or b"{}")
 
 
-def latest_profiles(settings: Settings, idle_timeout: float = 3.0) -> dict[str, dict]:
+def latest_profiles(settings: Settings) -> dict[str, dict]:
     """The newest profile per user on the (compacted) profiles topic."""
     latest: dict[str, dict] = {}
-    for key, value in read_topic(settings, settings.topic_profiles, idle_timeout=idle_timeout):
+    for key, value in read_topic(settings, settings.topic_profiles):
         if value is not None:
             latest[key.decode()] = json.loads(value)
     return latest

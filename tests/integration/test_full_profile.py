@@ -1,0 +1,143 @@
+"""The full profile on a real broker: exact RFM, edge-triggered churn alerts, order-independent replays, lookups."""
+
+from __future__ import annotations
+
+import json
+import random
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from stream import rfm
+from stream.events import parse_ts
+from stream.feed import FeedEvent, demo_feed
+from stream.kafka_io import produce_feed, read_topic
+from stream.profile import DAY_MS
+from stream.topics import ensure_topics
+
+from .test_end_to_end import expected_counts
+from .worker_process import WorkerProcess, wait_for_counts
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+N_USERS, N_EVENTS, SPAN_DAYS = 40, 800, 120
+ORDER_INDEPENDENT = ("basic", "consumption", "behaviour", "sentiment", "first_event_ts", "last_event_ts", "as_of")
+
+
+def feed() -> list[FeedEvent]:
+    return list(demo_feed(N_USERS, N_EVENTS, seed=3, silent_fraction=0.25, gap_ms=SPAN_DAYS * DAY_MS // N_EVENTS))
+
+
+def last_event(events: list[FeedEvent]) -> dict[str, int]:
+    last: dict[str, int] = {}
+    for fe in events:
+        last[fe.event["user_id"]] = max(last.get(fe.event["user_id"], 0), parse_ts(fe.event["ts"]))
+    return last
+
+
+def silent_users(events: list[FeedEvent]) -> set[str]:
+    end = max(parse_ts(fe.event["ts"]) for fe in events)
+    return {u for u, ts in last_event(events).items() if end - ts > 30 * DAY_MS}
+
+
+def alerts_after(history: list[dict], ts: int) -> list[str]:
+    return [a["type"] for a in history if parse_ts(a["as_of"]) >= ts]
+
+
+def lookup_all(worker: WorkerProcess, users: set[str]) -> dict[str, dict]:
+    out = {}
+    for user in sorted(users):
+        status, body = worker.http_get(f"/profiles/{user}")
+        assert status == 200, (user, status, body)
+        out[user] = body
+    return out
+
+
+def alerts(settings) -> list[dict]:  # noqa: ANN001
+    return [json.loads(v) for _, v in read_topic(settings, settings.topic_alerts) if v]
+
+
+def expected_consumption(events: list[FeedEvent], user: str, as_of: int) -> dict:
+    orders = [(parse_ts(fe.event["ts"]), Decimal(fe.event["amount"])) for fe in events
+              if fe.kind == "order" and fe.event["user_id"] == user]
+    out = {"orders_total": len(orders), "monetary_total": f"{sum((a for _, a in orders), Decimal(0)):.2f}"}
+    for days in (30, 90):
+        inside = [a for ts, a in orders if as_of - ts < days * DAY_MS]
+        out[f"{days}d"] = {"orders": len(inside), "monetary": f"{sum(inside, Decimal(0)):.2f}"}
+    recency = round((as_of - max(ts for ts, _ in orders)) / DAY_MS, 2) if orders else None
+    score = rfm.score(recency, out["90d"]["orders"], float(out["90d"]["monetary"]))
+    out["rfm"] = {"r": score.r, "f": score.f, "m": score.m, "segment": score.segment}
+    return out
+
+
+def run_pipeline(settings, events: list[FeedEvent], log_dir: Path) -> tuple[WorkerProcess, dict[str, dict]]:  # noqa: ANN001
+    ensure_topics(settings)
+    worker = WorkerProcess(settings, log_dir)
+    worker.start()
+    produce_feed(settings, events)
+    wait_for_counts(settings, expected_counts(events), worker)
+    return worker, lookup_all(worker, {fe.event["user_id"] for fe in events})
+
+
+def test_full_profile_alerts_and_replay(broker, settings_factory, tmp_path: Path) -> None:
+    events = feed()
+    silent = silent_users(events)
+    assert len(silent) >= 5
+    settings = settings_factory(broker.bootstrap)
+    worker, profiles = run_pipeline(settings, events, tmp_path / "a")
+    try:
+        for user, p in profiles.items():
+            as_of = parse_ts(p["as_of"])
+            want = expected_consumption(events, user, as_of)
+            c = p["consumption"]
+            assert (c["orders_total"], c["monetary_total"]) == (want["orders_total"], want["monetary_total"]), user
+            assert c["windows"] == {"30d": want["30d"], "90d": want["90d"]}, user
+            assert c["rfm"] == want["rfm"], user
+
+        by_user: dict[str, list[dict]] = {}
+        for a in alerts(settings):
+            by_user.setdefault(a["user_id"], []).append(a)
+        last = last_event(events)
+        for user in silent:  # exactly one alert once they went silent (earlier gaps may have alerted and recovered)
+            assert alerts_after(by_user.get(user, []), last[user]) == ["churn_risk"], (user, by_user.get(user))
+        for user, history in by_user.items():  # edges alternate: never two alerts or two recoveries in a row
+            kinds = [a["type"] for a in history]
+            assert all(x != y for x, y in zip(kinds, kinds[1:])), (user, kinds)
+        alerted = {u for u, h in by_user.items() if h[-1]["type"] == "churn_risk"}
+        precision = len(alerted & silent) / max(1, len(alerted))
+        recall = len(alerted & silent) / len(silent)
+        print(f"\nchurn alerts on the simulated feed: precision={precision:.2f} recall={recall:.2f} "
+              f"(silent={len(silent)}, alerted={len(alerted)})")
+        assert recall == 1.0
+
+        end = max(parse_ts(fe.event["ts"]) for fe in events)
+        back = [FeedEvent("search", {"event_id": f"back-{u}", "user_id": u, "ts": end + DAY_MS, "query": "手机壳"}, None)
+                for u in sorted(silent)]
+        produce_feed(settings, back)
+        wait_for_counts(settings, expected_counts(events + back), worker)
+        by_user = {}
+        for a in alerts(settings):
+            by_user.setdefault(a["user_id"], []).append(a)
+        for user in silent:
+            assert alerts_after(by_user[user], last[user]) == ["churn_risk", "recovered"], (user, by_user[user])
+        status, clusters = worker.http_get("/clusters")
+        assert status == 200 and clusters["fitted"] and len(clusters["clusters"]) == settings.clusters
+        assert any(c["keywords"] for c in clusters["clusters"])
+    finally:
+        worker.stop()
+
+    shuffled = list(events)
+    random.Random(11).shuffle(shuffled)
+    replay_settings = settings_factory(broker.bootstrap, app_id=settings.app_id + "-replay",
+                                       **{f"topic_{t}": f"{getattr(settings, f'topic_{t}')}-replay" for t in
+                                          ("reviews", "searches", "orders", "attributes", "profiles", "alerts", "updates",
+                                           "dead_letters")})
+    replay_worker, replayed = run_pipeline(replay_settings, shuffled, tmp_path / "b")
+    replay_worker.stop()
+    first_worker_view = {u: {k: p[k] for k in ORDER_INDEPENDENT} for u, p in profiles.items()}
+    replay_view = {u: {k: p[k] for k in ORDER_INDEPENDENT} for u, p in replayed.items()}
+    for user in first_worker_view:  # churn's `alerted` flag is path-dependent (hysteresis); its score is not
+        first_worker_view[user]["churn"] = {k: v for k, v in profiles[user]["churn"].items() if k != "alerted"}
+        replay_view[user]["churn"] = {k: v for k, v in replayed[user]["churn"].items() if k != "alerted"}
+    assert replay_view == first_worker_view
