@@ -35,6 +35,7 @@ from faust.web import Request, Response, View
 from stream import checkpoint
 from stream.clustering import OnlineClusterer, SnapshotMismatch
 from stream.config import Settings
+from stream.kafka_io import committed_offsets, read_topic
 from stream.pipeline import KEYWORDS_PER_CLUSTER, BatchProcessor, BatchResult, Record
 from stream.profile import Profile, Rules, apply_update, churn_step, make_tick, new_profile, public_view
 
@@ -60,6 +61,7 @@ class EncodeStage:
         self.dead_letters: faust.TopicT | None = None
         self.partitions = 1
         self.assigned: Callable[[], list[str]] = list
+        self.dead_sent: set[str] = set()
 
     def restore(self) -> None:
         """Continue the clustering model of the last run, if it fits the current encoder."""
@@ -105,10 +107,8 @@ class EncodeStage:
         if records or result.updates or result.ticks:
             await loop.run_in_executor(self.executor, self._save_checkpoint)
         now_ms = _now_ms()
-        pending = [
-            await self.dead_letters.send(key=d.key.encode(), value=d.message(now_ms), force=True)
-            for d in result.dead_letters
-        ]
+        dead = [d for d in result.dead_letters if d.key not in self.dead_sent]
+        pending = [await self.dead_letters.send(key=d.key.encode(), value=d.message(now_ms), force=True) for d in dead]
         pending += [
             await self.updates.send(key=u["user_id"].encode(), value=u, force=True) for u in result.updates
         ]
@@ -118,6 +118,7 @@ class EncodeStage:
             for p in range(self.partitions)
         ]
         await asyncio.gather(*pending)
+        self.dead_sent.update(d.key for d in dead)
         if result.held:
             self.held_since = self.held_since or time.monotonic()
             return
@@ -125,6 +126,19 @@ class EncodeStage:
             await stream.ack(event)
         self.held.clear()
         self.held_since = None
+
+    def recall_dead_letters(self, settings: Settings) -> None:
+        """Dead letters already published for records that can still be redelivered (offset >= committed).
+
+        Dead letters are keyed by their source position; remembering the ones a previous run
+        published keeps a crash between publishing and committing from publishing them twice.
+        """
+        committed = committed_offsets(settings, settings.app_id, settings.kind_of_topic)
+        for key, _ in read_topic(settings, settings.topic_dead_letters):
+            source, _, offset = key.decode().rpartition("/")
+            if int(offset) >= committed.get(source, 0):
+                self.dead_sent.add(key.decode())
+        log.info("%d dead letters of uncommitted records were published before; they will not be repeated", len(self.dead_sent))
 
     def _save_checkpoint(self) -> None:
         checkpoint.write_atomic(self.checkpoint_path, self.processor.clusterer.snapshot(**self.processor.state()))
@@ -178,6 +192,7 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
         f"{tp.topic}/{tp.partition}" for tp in app.consumer.assignment() if tp.topic in settings.kind_of_topic
     ]
     stage.restore()
+    stage.recall_dead_letters(settings)
     rules = rules_from(settings)
 
     async def publish(profile: Profile, alert: dict[str, Any] | None, as_of: int) -> None:

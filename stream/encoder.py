@@ -56,12 +56,22 @@ def resolve_model(model: str) -> Path:
 
 
 def model_fingerprint(path: Path) -> str:
-    """Short digest of the config and the first MiB of each weight file: changes when the model does."""
-    digest = hashlib.sha256((path / "config.json").read_bytes())
-    for weights in sorted([*path.glob("*.safetensors"), *path.glob("*.bin")]):
-        with weights.open("rb") as f:
-            digest.update(f.read(1 << 20))
-        digest.update(str(weights.stat().st_size).encode())
+    """Short digest of config, tokenizer and all weights: any change to the model changes the version.
+
+    Hashing every byte costs about a second per GB at start-up, once; a partial hash would
+    let a fine-tune that kept its embeddings pass as the old model.
+    """
+    digest = hashlib.sha256()
+    files = ["config.json", "tokenizer.json", "vocab.txt", "sentencepiece.bpe.model"]
+    weights = sorted(p.name for p in [*path.glob("*.safetensors"), *path.glob("*.bin")])
+    for name in [*files, *weights]:
+        file = path / name
+        if not file.is_file():
+            continue
+        digest.update(name.encode())
+        with file.open("rb") as f:
+            while chunk := f.read(1 << 22):
+                digest.update(chunk)
     return digest.hexdigest()[:10]
 
 

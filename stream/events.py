@@ -8,9 +8,8 @@ Contracts are the JSON Schemas in ``schemas/``, compiled once with fastjsonschem
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,8 @@ from typing import Any
 import fastjsonschema
 import orjson
 
+MAX_TS_MS = 253402300799999  # 9999-12-31T23:59:59.999Z, the largest time RFC 3339 can write
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
 #: event kind -> (schema file, field holding the free text, if any)
@@ -71,16 +72,21 @@ def parse_ts(value: object) -> int:
     if isinstance(value, bool):
         raise ValueError("a boolean is not a time")
     if isinstance(value, int):
-        return value
+        ms = value
+    else:
+        ms = _parse_text_ts(value)
+    if not 0 <= ms <= MAX_TS_MS:
+        raise ValueError(f"{value!r} is outside 1970-01-01 .. 9999-12-31")
+    return ms
+
+
+def _parse_text_ts(value: object) -> int:
     if not isinstance(value, str):
         raise ValueError(f"expected RFC 3339 text or epoch milliseconds, got {type(value).__name__}")
     dt = datetime.fromisoformat(value)
     if dt.tzinfo is None:
         raise ValueError(f"{value!r} has no time zone")
-    ms = dt.timestamp() * 1000
-    if not math.isfinite(ms) or ms < 0:
-        raise ValueError(f"{value!r} is before 1970")
-    return round(ms)
+    return (dt - _EPOCH) // timedelta(milliseconds=1)
 
 
 def format_ts(ms: int) -> str:
@@ -89,7 +95,7 @@ def format_ts(ms: int) -> str:
     >>> format_ts(1767225600123)
     '2026-01-01T00:00:00.123Z'
     """
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (_EPOCH + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def decode(kind: str, value: bytes | None, *, max_text_chars: int) -> Event | Rejected:

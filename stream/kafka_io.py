@@ -105,3 +105,17 @@ def read_topic(
             yield msg.key(), msg.value()
     finally:
         consumer.close()
+
+
+def committed_offsets(settings: Settings, group: str, topics: Iterable[str]) -> dict[str, int]:
+    """Committed offset per "topic/partition" of a consumer group (absent when nothing is committed)."""
+    consumer = Consumer({"bootstrap.servers": settings.broker, "group.id": group, "enable.auto.commit": False})
+    try:
+        tps = [
+            TopicPartition(t, p)
+            for t in topics
+            for p in consumer.list_topics(t, timeout=10).topics[t].partitions
+        ]
+        return {f"{tp.topic}/{tp.partition}": tp.offset for tp in consumer.committed(tps, timeout=10) if tp.offset >= 0}
+    finally:
+        consumer.close()

@@ -189,7 +189,8 @@ class BatchProcessor:
         fresh = self._encode(texts)
         self._advance_watermark(assigned, now, pending=self.pending + fresh if not self.clusterer.fitted else [])
         if not self.clusterer.fitted:
-            self.pending.extend(fresh)
+            buffered = {(t.record.source, t.record.offset) for t in self.pending}
+            self.pending.extend(t for t in fresh if (t.record.source, t.record.offset) not in buffered)
             if len(self.pending) >= self.clusterer.warmup or (force_fit and len(self.pending) >= self.clusterer.k):
                 self.clusterer.warm_start(np.stack([t.embedding for t in self.pending]))
                 fresh, self.pending = self.pending, []
