@@ -22,8 +22,10 @@ Stage 2 ``apply`` (``profile-updates``, keyed by user id, co-partitioned with th
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from pathlib import Path
@@ -37,7 +39,17 @@ from stream.clustering import OnlineClusterer, SnapshotMismatch
 from stream.config import Settings
 from stream.kafka_io import committed_offsets, read_topic
 from stream.pipeline import KEYWORDS_PER_CLUSTER, BatchProcessor, BatchResult, Record
-from stream.profile import Profile, Rules, apply_update, churn_step, make_tick, new_profile, public_view
+from stream.privacy import pseudonym
+from stream.profile import (
+    Profile,
+    Rules,
+    already_applied,
+    apply_update,
+    churn_step,
+    make_tick,
+    new_profile,
+    public_view,
+)
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +139,14 @@ class EncodeStage:
         self.held.clear()
         self.held_since = None
 
+    async def forget_terms(self, terms: dict[str, dict[str, int]]) -> None:
+        """Take a forgotten user's words out of the cluster keyword counts, and persist that."""
+        async with self.lock:
+            for cluster, counts in terms.items():
+                for token, n in counts.items():
+                    self.processor.terms.remove(int(cluster), [token], weight=float(n))
+            await asyncio.get_running_loop().run_in_executor(self.executor, self._save_checkpoint)
+
     def recall_dead_letters(self, settings: Settings) -> None:
         """Dead letters already published for records that can still be redelivered (offset >= committed).
 
@@ -177,12 +197,20 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
     json_out = {"key_serializer": "raw", "value_serializer": "json"}
     updates = app.topic(settings.topic_updates, **json_out)
     profiles_out = app.topic(settings.topic_profiles, **json_out)
+    tombstones = app.topic(settings.topic_profiles, key_serializer="raw", value_serializer="raw")
     alerts_out = app.topic(settings.topic_alerts, **json_out)
     table = app.Table(
         "profile-state",
         default=None,
         partitions=settings.partitions,
         schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+    )
+    forgotten = app.Table(
+        "forgotten",
+        default=None,
+        partitions=settings.partitions,
+        schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+        help="per forgotten user only the source offsets already applied, so redelivery cannot resurrect a profile",
     )
     stage = EncodeStage(processor, settings.data_dir / "clustering" / f"{settings.app_id}.ckpt", settings.warmup_max_wait)
     stage.updates = updates
@@ -204,7 +232,13 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
 
     async def on_update(update: dict[str, Any], partition: int) -> None:
         user = update["user_id"]
-        profile = table.get(user) or new_profile(user)
+        profile = table.get(user)
+        if profile is None:
+            profile = new_profile(user)
+            profile["applied"] = dict((forgotten.get(user) or {}).get("applied", {}))
+        if update["kind"] == "forget":
+            await on_forget(profile, update)
+            return
         updated = apply_update(profile, update, rules)
         if updated is profile:
             return
@@ -212,6 +246,17 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
         updated["partition"] = partition
         table[user] = updated
         await publish(updated, alert, updated["as_of"])
+
+    async def on_forget(profile: Profile, update: dict[str, Any]) -> None:
+        """Right to be forgotten: tombstones on the changelog and the profiles topic, keyword counts taken back."""
+        if already_applied(profile, update):
+            return
+        user = profile["user_id"]
+        forgotten[user] = {"applied": {**profile["applied"], update["source"]: update["offset"]}}
+        if user in table:
+            del table[user]
+            await stage.forget_terms(profile["terms"])
+        await tombstones.send(key=user.encode(), value=None, force=True)
 
     async def on_tick(watermark: int, partition: int) -> None:
         for user, profile in list(table.items()):
@@ -240,22 +285,45 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
             else:
                 await on_update(update, partition)
 
+    def authorized(request: Request) -> bool:
+        if not settings.api_token:
+            return True
+        return hmac.compare_digest(request.headers.get("Authorization", ""), f"Bearer {settings.api_token}")
+
+    def unauthorized(web: View) -> Response:
+        return web.json({"error": "unauthorized", "detail": "send Authorization: Bearer <STREAM_API_TOKEN>"}, status=401)
+
     @app.page("/profiles/{user_id}")
     @app.table_route(table=table, match_info="user_id")
     async def profile_view(web: View, request: Request, user_id: str) -> Response:
+        if not authorized(request):
+            return unauthorized(web)
         profile = table.get(user_id)
         if profile is None:
-            return web.json({"error": "not_found", "user_id": user_id, "detail": "no events seen for this user"}, status=404)
+            detail = "forgotten on request" if user_id in forgotten else "no events seen for this user"
+            return web.json({"error": "not_found", "user_id": user_id, "detail": detail}, status=404)
         return web.json(public_view(profile, as_of=processor.watermark, updated_at_ms=_now_ms(), rules=rules))
+
+    @app.page("/users/{raw_id}/profile")
+    async def raw_id_view(web: View, request: Request, raw_id: str) -> Response:
+        """Lookup by the raw user id: hashed here, then routed like any profile lookup."""
+        if not authorized(request):
+            return unauthorized(web)
+        key = settings.pseudonym_key.encode()
+        target = pseudonym(raw_id, key) if key else raw_id
+        return web.bytes(b"", status=307, headers={"Location": f"/profiles/{urllib.parse.quote(target)}"})
 
     @app.page("/clusters")
     async def clusters_view(web: View, request: Request) -> Response:
+        if not authorized(request):
+            return unauthorized(web)
         return web.json(stage.clusters())
 
     @app.page("/health")
     async def health(web: View, request: Request) -> Response:
+        ready = app.tables.recovery.completed.is_set() and not app.rebalancing
         return web.json(
-            {"status": "ok", "model_version": stage.processor.model_version,
+            {"status": "ok", "ready": ready, "model_version": stage.processor.model_version,
              "clusters_fitted": stage.processor.clusterer.fitted, "held_for_warmup": len(stage.held),
              "watermark": stage.processor.watermark}
         )

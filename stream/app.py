@@ -9,6 +9,7 @@ from stream.clustering import OnlineClusterer
 from stream.config import Settings
 from stream.encoder import Encoder, TransformerEncoder
 from stream.pipeline import BatchProcessor
+from stream.security import faust_credentials
 
 
 def load_encoder(settings: Settings) -> TransformerEncoder:
@@ -41,6 +42,7 @@ def build_processor(settings: Settings, encoder: Encoder) -> BatchProcessor:
         lateness_ms=int(settings.lateness_seconds * 1000),
         tick_every_ms=int(settings.churn_check_hours * 3_600_000),
         idle_after=settings.idle_partition_seconds,
+        pseudonym_key=settings.pseudonym_key.encode() or None,
     )
 
 
@@ -50,7 +52,8 @@ def create_app(settings: Settings, encoder: Encoder | None = None) -> faust.App:
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
-        broker=f"kafka://{settings.broker}",
+        broker=[f"kafka://{b}" for b in settings.broker.split(",")],
+        broker_credentials=faust_credentials(settings),
         store="rocksdb://",
         datadir=str(datadir),
         topic_partitions=settings.partitions,

@@ -58,7 +58,7 @@ class OnlineClusterer:
         x = _as_rows(x)
         if len(x) < self.k:
             raise ValueError(f"warm start needs at least k={self.k} embeddings, got {len(x)}")
-        offline = KMeans(n_clusters=self.k, n_init=5, random_state=self.seed).fit(x)
+        offline = KMeans(n_clusters=self.k, n_init=20, random_state=self.seed).fit(x)
         self.model = MiniBatchKMeans(
             n_clusters=self.k,
             init=offline.cluster_centers_.astype(np.float32),

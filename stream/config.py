@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     topic_searches: str = "searches"
     topic_orders: str = "orders"
     topic_attributes: str = "user-attributes"
+    topic_forget: str = "forget-requests"
     topic_profiles: str = "profiles"
     topic_alerts: str = "churn-alerts"
     topic_updates: str = Field("profile-updates", description="internal: per-user updates, co-partitioned with the table")
@@ -70,7 +71,7 @@ class Settings(BaseSettings):
 
     # Clustering
     clusters: int = Field(10, ge=2)
-    warmup: int = Field(0, ge=0, description="embeddings buffered before the first fit; 0 = 20 x clusters")
+    warmup: int = Field(0, ge=0, description="embeddings buffered before the first fit; 0 = 50 x clusters")
     warmup_max_wait: float = Field(30.0, gt=0, description="fit with what is buffered (at least `clusters`) after this many seconds")
     half_life_events: float = Field(0.0, ge=0, description="decay of cluster counts in events (0 = no forgetting)")
     reassignment_ratio: float = Field(0.01, ge=0)
@@ -87,9 +88,22 @@ class Settings(BaseSettings):
     churn_alert_at: float = Field(0.6, gt=0, le=1, description="risk at which a churn alert is raised")
     churn_recover_at: float = Field(0.4, ge=0, lt=1, description="risk at or below which an alerted user has recovered")
 
+    # Privacy
+    pseudonym_key: str = Field("", description="HMAC-SHA256 key: when set, user ids are replaced by pseudonyms at ingestion")
+
     # Web (profile lookup)
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    api_token: str = Field("", description="when set, the HTTP API requires `Authorization: Bearer <token>`")
+
+    # Kafka security, passed to Faust (aiokafka) and confluent-kafka clients alike
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    sasl_username: str = ""
+    sasl_password: str = ""
+    ssl_cafile: str = Field("", description="CA bundle to verify the brokers")
+    ssl_certfile: str = Field("", description="client certificate (mutual TLS)")
+    ssl_keyfile: str = ""
 
     def to_env(self) -> dict[str, str]:
         """These settings as STREAM_* variables, to start another process (a worker) with them."""
@@ -100,7 +114,7 @@ class Settings(BaseSettings):
 
     @property
     def warmup_size(self) -> int:
-        return self.warmup or 20 * self.clusters
+        return self.warmup or 50 * self.clusters
 
     @property
     def controller_port(self) -> int:
@@ -114,6 +128,7 @@ class Settings(BaseSettings):
             self.topic_searches: "search",
             self.topic_orders: "order",
             self.topic_attributes: "user_attributes",
+            self.topic_forget: "forget",
         }
 
     @property

@@ -465,8 +465,8 @@ def format_report(result: EvalResult, keywords: int = 8) -> str:
         f"- model: `{r.model}`, prefix {r.prefix!r}; embeddings {'from cache' if r.embeddings_cached else 'encoded'}",
         f"- stream: warm start on {r.warmup}, micro-batches of {r.batch_size}, half-life {hl}, "
         f"reassignment ratio {r.reassignment_ratio:g}, seed {r.seed}",
-        f"- labels: " + ", ".join(f"{k} {v}" for k, v in r.labels.items()),
-        f"- time: " + ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in r.timings.items()),
+        "- labels: " + ", ".join(f"{k} {v}" for k, v in r.labels.items()),
+        "- time: " + ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in r.timings.items()),
         "",
         "| clustering | NMI | ARI | V-measure |",
         "|---|---:|---:|---:|",

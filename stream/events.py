@@ -27,6 +27,7 @@ KINDS: dict[str, tuple[str, str | None]] = {
     "search": ("search.schema.json", "query"),
     "order": ("order.schema.json", None),
     "user_attributes": ("user-attributes.schema.json", None),
+    "forget": ("forget.schema.json", None),
 }
 
 

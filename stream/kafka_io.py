@@ -11,13 +11,14 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from stream.config import Settings
 from stream.feed import FeedEvent
+from stream.security import confluent_config
 
 
 def make_producer(settings: Settings, **overrides: Any) -> Producer:
     """Idempotent producer; murmur2 partitioning like the Java and Faust clients, so keys co-partition."""
     return Producer(
         {
-            "bootstrap.servers": settings.broker,
+            **confluent_config(settings),
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 5,
@@ -76,7 +77,7 @@ def read_topic(
     """(key, value) pairs of ``topic``: up to the end offsets seen at the start, or forever when following."""
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.broker,
+            **confluent_config(settings),
             "group.id": f"stream-cli-{time.monotonic_ns()}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest" if from_beginning else "latest",
@@ -109,7 +110,7 @@ def read_topic(
 
 def committed_offsets(settings: Settings, group: str, topics: Iterable[str]) -> dict[str, int]:
     """Committed offset per "topic/partition" of a consumer group (absent when nothing is committed)."""
-    consumer = Consumer({"bootstrap.servers": settings.broker, "group.id": group, "enable.auto.commit": False})
+    consumer = Consumer({**confluent_config(settings), "group.id": group, "enable.auto.commit": False})
     try:
         tps = [
             TopicPartition(t, p)

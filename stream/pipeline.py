@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -25,11 +25,13 @@ from stream.clustering import OnlineClusterer
 from stream.encoder import Encoder
 from stream.events import Event, Rejected, decode, format_ts
 from stream.keywords import ClusterTerms
+from stream.privacy import contains_pii, pseudonym, scrub
 from stream.profile import ATTRIBUTES, Update, make_update
 from stream.sentiment import review_sentiment
 from stream.text import CleanText, clean_many, mask_pii
 
 KEYWORDS_PER_CLUSTER = 5
+SCRUBBED = ("category", "region", "occupation", "item_id", "order_id")  # free-form strings that may reach outputs
 MAX_TERMS_PER_CLUSTER = 500
 
 
@@ -116,6 +118,7 @@ class BatchProcessor:
         lateness_ms: int = 0,
         tick_every_ms: int = 86_400_000,
         idle_after: float = 30.0,
+        pseudonym_key: bytes | None = None,
     ) -> None:
         self.encoder = encoder
         self.clusterer = clusterer
@@ -126,6 +129,7 @@ class BatchProcessor:
         self.lateness_ms = lateness_ms
         self.tick_every_ms = tick_every_ms
         self.idle_after = idle_after
+        self.pseudonym_key = pseudonym_key
         self.terms = ClusterTerms()
         self.learned: dict[str, int] = {}
         self.partition_max: dict[str, int] = {}
@@ -229,9 +233,25 @@ class BatchProcessor:
         if kind is None:
             return Rejected("unknown event type", f"topic {record.topic!r} has no event contract")
         event = decode(kind, record.value, max_text_chars=self.max_text_chars)
-        if isinstance(event, Event) and kind == "order" and event.fields["currency"] != self.currency:
+        if isinstance(event, Rejected):
+            return event
+        if kind == "order" and event.fields["currency"] != self.currency:
             return Rejected("unsupported currency", f"{event.fields['currency']} != {self.currency} (STREAM_CURRENCY)")
-        return event
+        return self._protect(record, event)
+
+    def _protect(self, record: Record, event: Event) -> Event | Rejected:
+        """Pseudonymise the user id (or refuse one that is personal data) and scrub free-form fields."""
+        if self.pseudonym_key:
+            user = pseudonym(event.user_id, self.pseudonym_key)
+        elif contains_pii(event.user_id):
+            return Rejected("personal data in user_id", "set STREAM_PSEUDONYM_KEY to accept such ids as pseudonyms")
+        else:
+            user = event.user_id
+        event_id = event.event_id
+        if event_id is None or contains_pii(event_id):
+            event_id = f"{record.source}/{record.offset}"
+        fields = {**event.fields, **{k: scrub(event.fields.get(k)) for k in SCRUBBED if k in event.fields}}
+        return replace(event, user_id=user, event_id=event_id, fields=fields)
 
     def _encode(self, texts: Sequence[tuple[Record, Event]]) -> list[_Text]:
         if not texts:
@@ -270,6 +290,7 @@ class BatchProcessor:
                     "rating": t.event.fields.get("rating"),
                     "sentiment": review_sentiment(t.event.fields.get("rating"), t.clean.tokens),
                 }
+            data["tokens"] = list(t.clean.tokens)
             updates.append(
                 self._update(
                     t.record, t.event, data,
@@ -282,6 +303,8 @@ class BatchProcessor:
         f = event.fields
         if event.kind == "order":
             data = {"cents": int(Decimal(f["amount"]) * 100), "category": f.get("category"), "items": f["items"]}
+        elif event.kind == "forget":
+            data = {}
         else:
             data = {name: f[name] for name in ATTRIBUTES if f.get(name) is not None}
         return self._update(record, event, data)

@@ -14,7 +14,7 @@ skips offsets it has already applied for that source (at-least-once delivery ups
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -26,8 +26,9 @@ from stream.events import format_ts
 
 SCHEMA_VERSION = 2
 DAY_MS = 86_400_000
-EVENT_KINDS = ("review", "search", "order", "user_attributes")
+EVENT_KINDS = ("review", "search", "order", "user_attributes")  # counted kinds; "forget" is handled by the shell
 ATTRIBUTES = ("age_band", "gender", "region", "occupation", "registered_at")
+MAX_USER_TERMS = 2000  # distinct (cluster, token) pairs remembered per user for forgetting
 
 Profile = dict[str, Any]
 Update = dict[str, Any]
@@ -111,6 +112,7 @@ def new_profile(user_id: str) -> Profile:
         "sentiment_last": None,
         "reviews_scored": 0,
         "keywords": {},
+        "terms": {},
         "model_version": None,
         "churn": {"alerted": False, "changed_at": None},
         "applied": {},
@@ -157,6 +159,7 @@ def apply_update(profile: Profile, update: Update, rules: Rules) -> Profile:
         p["decayed"]["clusters"][cluster] = p["decayed"]["clusters"].get(cluster, 0.0) + weight
         if update.get("keywords") is not None:
             p["keywords"][cluster] = list(update["keywords"])
+        _add_terms(p, cluster, data.get("tokens") or ())
         p["model_version"] = update["model_version"]
     p["applied"][update["source"]] = int(update["offset"])
     return p
@@ -242,7 +245,7 @@ def public_view(profile: Profile, *, as_of: int | None, updated_at_ms: int, rule
 def _copy(profile: Profile) -> Profile:
     """Deep enough copy for a pure update (nested dicts and lists are replaced, not mutated, by callers)."""
     p = dict(profile)
-    for key in ("counts", "days", "attributes", "keywords", "churn", "applied"):
+    for key in ("counts", "days", "attributes", "keywords", "terms", "churn", "applied"):
         p[key] = dict(profile[key])
     p["orders"] = {**profile["orders"], "recent": list(profile["orders"]["recent"])}
     d = profile["decayed"]
@@ -273,6 +276,17 @@ def _count_day(p: Profile, ts: int, kind: str, rules: Rules) -> None:
         key = str(day)
         p["days"][key] = {**p["days"].get(key, {}), kind: p["days"].get(key, {}).get(kind, 0) + 1}
     p["days"] = {d: k for d, k in p["days"].items() if int(d) > last_day - rules.keep_days}
+
+
+def _add_terms(p: Profile, cluster: str, tokens: Sequence[str]) -> None:
+    """The user's own contribution to a cluster's keyword counts, so that forgetting can take it back."""
+    if not tokens:
+        return
+    mine = dict(p["terms"].get(cluster, {}))
+    for token in tokens:
+        if token in mine or sum(len(t) for c, t in p["terms"].items() if c != cluster) + len(mine) < MAX_USER_TERMS:
+            mine[token] = mine.get(token, 0) + 1
+    p["terms"][cluster] = mine
 
 
 def _add_order(orders: dict[str, Any], ts: int, cents: int, rules: Rules) -> None:

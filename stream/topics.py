@@ -6,6 +6,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from stream.config import Settings
+from stream.security import confluent_config
 
 _WEEK_MS = 7 * 24 * 3600 * 1000
 
@@ -25,13 +26,13 @@ def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
     }
 
 
-def ensure_topics(settings: Settings, admin_config: dict[str, str] | None = None, timeout: float = 30.0) -> list[str]:
+def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     """Create missing topics; refuse to run on topics with another partition count.
 
     Co-partitioning (every source keyed by user id, one table partition per source
     partition) only holds when all topics have the same number of partitions.
     """
-    admin = AdminClient({"bootstrap.servers": settings.broker, **(admin_config or {})})
+    admin = AdminClient(confluent_config(settings))
     existing = admin.list_topics(timeout=timeout).topics
     configs = topic_configs(settings)
     wrong = {

@@ -37,16 +37,20 @@ class WorkerProcess:
             [sys.executable, "-m", "stream", "worker"], env=settings_env(self.settings), stdout=log, stderr=subprocess.STDOUT
         )
 
-    def wait_healthy(self, timeout: float = 120.0) -> dict:
+    def wait_healthy(self, timeout: float = 180.0) -> dict:
+        """Wait until the worker answers and its tables are recovered (profile lookups work)."""
         deadline = time.monotonic() + timeout
         url = f"http://127.0.0.1:{self.settings.web_port}/health"
         while time.monotonic() < deadline:
             assert self.proc is not None and self.proc.poll() is None, f"worker exited early:\n{self.log_tail()}"
             try:
                 with urllib.request.urlopen(url, timeout=2) as resp:
-                    return json.loads(resp.read())
+                    health = json.loads(resp.read())
+                if health["ready"]:
+                    return health
             except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.5)
+                pass
+            time.sleep(0.5)
         raise AssertionError(f"worker not healthy after {timeout}s:\n{self.log_tail()}")
 
     def kill(self) -> None:

@@ -1,0 +1,42 @@
+"""Personal data at the edge: pseudonymous user ids and scrubbing of free-form fields.
+
+With a key configured, user ids are replaced by HMAC-SHA256 pseudonyms before anything is
+stored or published, so the profile service never holds the raw id. Without a key, an id
+that itself looks like personal data (a phone number, an e-mail) is refused rather than
+stored. Other free-form strings that reach profiles (category, region, occupation) are
+masked; an event id that carries personal data is replaced by the record's position.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from stream.text import mask_pii, normalize
+
+PSEUDONYM_PREFIX = "p_"
+
+
+def pseudonym(user_id: str, key: bytes) -> str:
+    """Stable keyed pseudonym: the same id and key always give the same value, nothing reverses it.
+
+    >>> pseudonym("u0001", b"secret")
+    'p_b099015c3608f8a1571266883fefed0d'
+    """
+    return PSEUDONYM_PREFIX + hmac.new(key, user_id.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+
+
+def contains_pii(value: str) -> bool:
+    """True when masking would change ``value`` (phone, e-mail, ID or card number, street address).
+
+    >>> contains_pii("13812345678"), contains_pii("a.b@example.com"), contains_pii("u0001")
+    (True, True, False)
+    """
+    return bool(mask_pii(normalize(value))[1])
+
+
+def scrub(value: str | None) -> str | None:
+    """A free-form attribute without personal data: None when masking had to remove something."""
+    if value is None:
+        return None
+    return None if contains_pii(value) else value
