@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
 
 from stream.config import Settings
@@ -86,9 +87,11 @@ def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _http_get(settings: Settings, path: str) -> tuple[int, dict]:
-    url = f"http://{settings.web_host}:{settings.web_port}{path}"
+    request = urllib.request.Request(f"http://{settings.web_host}:{settings.web_port}{path}")
+    if settings.api_token:
+        request.add_header("Authorization", f"Bearer {settings.api_token}")
     try:
-        with urllib.request.urlopen(url, timeout=10) as resp:
+        with urllib.request.urlopen(request, timeout=10) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
@@ -96,7 +99,7 @@ def _http_get(settings: Settings, path: str) -> tuple[int, dict]:
 
 def cmd_profile(settings: Settings, args: argparse.Namespace) -> int:
     try:
-        status, body = _http_get(settings, f"/profiles/{urllib.request.quote(args.user_id)}")
+        status, body = _http_get(settings, f"/users/{urllib.request.quote(args.user_id)}/profile")
     except urllib.error.URLError as exc:
         print(f"no worker answers on {settings.web_host}:{settings.web_port} ({exc.reason})", file=sys.stderr)
         return 2
@@ -118,6 +121,53 @@ def cmd_tail(settings: Settings, args: argparse.Namespace) -> int:
     topic = {"profiles": settings.topic_profiles, "dead-letters": settings.topic_dead_letters}.get(args.topic, args.topic)
     for key, value in read_topic(settings, topic, from_beginning=not args.new, follow=args.follow or args.new):
         print((key or b"").decode(errors="replace"), (value or b"null").decode(errors="replace"), flush=True)
+    return 0
+
+
+def cmd_alerts(settings: Settings, args: argparse.Namespace) -> int:
+    from stream.kafka_io import read_topic
+
+    for _, value in read_topic(settings, settings.topic_alerts, from_beginning=not args.new, follow=args.follow or args.new):
+        if value is None:
+            continue
+        a = json.loads(value)
+        reasons = "; ".join(r["detail"] for r in a["reasons"]) or "-"
+        print(f"{a['as_of']}  {a['type']:<10} {a['user_id']:<12} score={a['score']:.2f} ({a['level']})  {reasons}", flush=True)
+    return 0
+
+
+def cmd_forget(settings: Settings, args: argparse.Namespace) -> int:
+    from stream.feed import FeedEvent
+    from stream.kafka_io import produce_feed
+
+    now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    request = {"event_id": f"forget-{args.user_id}-{now}", "user_id": args.user_id, "ts": now, "reason": args.reason}
+    produce_feed(settings, [FeedEvent("forget", request, None)])
+    print(f"forget request for {args.user_id} sent to '{settings.topic_forget}'")
+    return 0
+
+
+def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
+    from stream.evaluate import format_report, run_eval
+
+    result = run_eval(
+        args.path,
+        model=args.model or settings.model,
+        n_clusters=args.clusters or settings.clusters,
+        batch_size=args.batch_size,
+        warmup=args.warmup or settings.warmup_size,
+        half_life_events=args.half_life if args.half_life is not None else settings.half_life_events,
+        limit=args.limit,
+        seed=args.seed,
+        text_column=args.text_column,
+        label_column=args.label_column,
+        drift=args.drift,
+        device=settings.device,
+        batch_tokens=settings.batch_tokens,
+        max_tokens=settings.max_tokens,
+        cache_dir=settings.cache_dir / "eval",
+    )
+    print(format_report(result))
     return 0
 
 
@@ -170,7 +220,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         produced = sum(counts.values())
         print(f"produced {counts}; profiles arriving on topic '{settings.topic_profiles}':", flush=True)
         latest: dict[str, dict] = {}
-        for key, value in read_topic(settings, settings.topic_profiles, follow=True):
+        for key, value in read_topic(settings, settings.topic_profiles, follow=True, stop=lambda: worker.poll() is not None):
             if value is None:
                 continue
             profile = json.loads(value)
@@ -179,6 +229,9 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
             if args.exit_when_done and sum(p["behaviour"]["events_total"] for p in latest.values()) >= produced:
                 break
         applied = sum(p["behaviour"]["events_total"] for p in latest.values())
+        if worker.poll() is not None:
+            print(f"the worker exited with {worker.returncode}; see {log_path}", file=sys.stderr)
+            return 1
         print(f"{len(latest)} users, {applied}/{produced} events in their profiles", flush=True)
         return 0 if applied >= produced else 1
     except KeyboardInterrupt:
@@ -227,6 +280,31 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["get"])
     p.add_argument("user_id")
     p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("alerts", help="churn alerts, as a subscriber sees them")
+    p.add_argument("action", choices=["tail"])
+    p.add_argument("--follow", "-f", action="store_true")
+    p.add_argument("--new", action="store_true", help="only alerts raised from now on")
+    p.set_defaults(func=cmd_alerts)
+
+    p = sub.add_parser("forget", help="right to be forgotten: delete a user's profile everywhere")
+    p.add_argument("user_id", help="the raw user id (pseudonymised like events when STREAM_PSEUDONYM_KEY is set)")
+    p.add_argument("--reason", default=None)
+    p.set_defaults(func=cmd_forget)
+
+    p = sub.add_parser("eval", help="online vs offline clustering quality on a labelled CSV (NMI, ARI, V-measure)")
+    p.add_argument("path", type=Path, help="CSV with a text and a label column, e.g. ../shared/data/reviews_10cats.csv")
+    p.add_argument("--model", default="", help="default: STREAM_MODEL")
+    p.add_argument("--clusters", type=int, default=0, help="default: STREAM_CLUSTERS")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--warmup", type=int, default=0, help="default: STREAM_WARMUP (50 x clusters)")
+    p.add_argument("--half-life", type=float, default=None, help="decay half-life in events (default STREAM_HALF_LIFE_EVENTS)")
+    p.add_argument("--limit", type=int, default=5000, help="texts sampled (reproducibly, shuffled)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--text-column", default="review")
+    p.add_argument("--label-column", default="cat")
+    p.add_argument("--drift", action="store_true", help="also replay categories that appear and disappear")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("model", help="build models for tests and offline demos")
     p.add_argument("kind", choices=["tiny"])

@@ -308,7 +308,7 @@ def run_eval(
     """Stream a labelled CSV through clean → encode → online clustering and score it.
 
     ``model`` is a local model directory (or cached name); tests pass ``encoder`` instead.
-    ``warmup`` defaults to 20 × ``n_clusters`` like the service. ``prefix`` defaults to
+    ``warmup`` defaults to 50 × ``n_clusters`` like the service. ``prefix`` defaults to
     ``"passage: "`` for e5 models. With ``drift=True`` the result also holds
     :class:`DriftResult` (decay half-life ``drift_half_life``, default ``half_life_events``
     or 500 events).
@@ -337,7 +337,7 @@ def run_eval(
     )
     timings["encode_s"] = time.perf_counter() - t0
 
-    warmup = 20 * n_clusters if warmup is None else warmup
+    warmup = 50 * n_clusters if warmup is None else warmup
     t0 = time.perf_counter()
     online, clusterer = stream_assignments(
         x, n_clusters=n_clusters, warmup=warmup, batch_size=batch_size, half_life_events=half_life_events,

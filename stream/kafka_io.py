@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from stream.config import Settings
 from stream.feed import FeedEvent
@@ -72,9 +72,16 @@ def produce_feed(
 
 
 def read_topic(
-    settings: Settings, topic: str, *, from_beginning: bool = True, follow: bool = False, timeout: float = 60.0
+    settings: Settings,
+    topic: str,
+    *,
+    from_beginning: bool = True,
+    follow: bool = False,
+    timeout: float = 60.0,
+    stop: Callable[[], bool] | None = None,
 ) -> Iterator[tuple[bytes | None, bytes | None]]:
-    """(key, value) pairs of ``topic``: up to the end offsets seen at the start, or forever when following."""
+    """(key, value) pairs of ``topic``: up to the end offsets seen at the start, or, when following,
+    until ``stop()`` says so."""
     consumer = Consumer(
         {
             **confluent_config(settings),
@@ -93,7 +100,7 @@ def read_topic(
         consumer.assign(partitions)
         todo = {p for p, end in ends.items() if end > 0} if from_beginning and not follow else set()
         deadline = time.monotonic() + timeout
-        while follow or todo:
+        while (follow or todo) and not (stop and stop()):
             if not follow and time.monotonic() > deadline:
                 raise TimeoutError(f"reading {topic}: partitions {sorted(todo)} not read to their end in {timeout}s")
             msg = consumer.poll(0.5)
@@ -108,15 +115,28 @@ def read_topic(
         consumer.close()
 
 
-def committed_offsets(settings: Settings, group: str, topics: Iterable[str]) -> dict[str, int]:
-    """Committed offset per "topic/partition" of a consumer group (absent when nothing is committed)."""
+def committed_offsets(settings: Settings, group: str, topics: Iterable[str], timeout: float = 60.0) -> dict[str, int]:
+    """Committed offset per "topic/partition" of a consumer group (absent when nothing is committed).
+
+    Retries while the group coordinator is still loading (a freshly started broker says so).
+    """
     consumer = Consumer({**confluent_config(settings), "group.id": group, "enable.auto.commit": False})
+    deadline = time.monotonic() + timeout
     try:
         tps = [
             TopicPartition(t, p)
             for t in topics
             for p in consumer.list_topics(t, timeout=10).topics[t].partitions
         ]
-        return {f"{tp.topic}/{tp.partition}": tp.offset for tp in consumer.committed(tps, timeout=10) if tp.offset >= 0}
+        while True:
+            try:
+                committed = consumer.committed(tps, timeout=10)
+                return {f"{tp.topic}/{tp.partition}": tp.offset for tp in committed if tp.offset >= 0}
+            except KafkaException as exc:
+                if not exc.args[0].retriable() and exc.args[0].code() != KafkaError.NOT_COORDINATOR:
+                    raise
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
     finally:
         consumer.close()
