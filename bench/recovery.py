@@ -106,7 +106,7 @@ class Worker:
         self.process.__enter__()
         return self
 
-    def wait_ready(self, probe_user: str, timeout: float = 900.0, interval: float = 0.05) -> None:
+    def wait_ready(self, probe_user: str, timeout: float = 900.0, interval: float = 0.1) -> None:
         """Poll /health and a lookup of ``probe_user`` together until both succeed."""
         deadline = self.started + timeout
         while time.monotonic() < deadline:
@@ -523,7 +523,7 @@ def _wait_health_only(w: Worker, timeout: float = 300.0) -> None:
         if status == 200 and health and health.get("ready"):
             w.ready_s = time.monotonic() - w.started
             return
-        time.sleep(0.05)
+        time.sleep(0.1)
     raise TimeoutError(f"worker not ready after {timeout:.0f}s:\n{w.process.log_tail()}")
 
 
@@ -541,9 +541,10 @@ def first_lookup(x: dict[str, Any]) -> str:
 
 
 def replay(x: dict[str, Any], cl: dict[str, Any]) -> str:
-    s = x["faust_log_phases"].get("changelog_read_s")
+    phases = x["faust_log_phases"]
+    s = phases.get("changelog_read_s")
     if s is None:
-        return "—"
+        return "nothing to read (offsets in RocksDB are current)" if phases.get("worker_ready_s") is not None else "—"
     return f"{s:.2f} s" + (f" ({cl['records'] / s:,.0f} records/s)" if s > 0.5 else "")
 
 
@@ -559,6 +560,9 @@ def markdown(r: dict[str, Any]) -> str:
         ("cold start, empty state → ready", fmt(r["cold_start_ready_s"])),
         ("**rebuild (RocksDB deleted) → ready**", f"**{fmt(rb['ready_s'])}**"),
         ("rebuild → first profile lookup (probe = last user)", first_lookup(rb)),
+        ("rebuild: process start → Faust starting (imports, model load, dead-letter scan)",
+         fmt(None if rb["faust_log_phases"]["worker_ready_s"] is None
+             else rb["ready_s"] - rb["faust_log_phases"]["worker_ready_s"], "s (approx.)")),
         ("rebuild: reading the changelog (Faust log)", replay(rb, cl)),
         ("plain restart: reading the changelog (Faust log)", replay(pr, cl)),
         ("plain restart (RocksDB kept) → ready", fmt(pr["ready_s"])),
