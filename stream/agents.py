@@ -61,18 +61,28 @@ def _now_ms() -> int:
 class EncodeStage:
     """Stage 1: holds the processor, its checkpoint and the records held for warm start."""
 
-    def __init__(self, processor: BatchProcessor, checkpoint_path: Path, warmup_max_wait: float) -> None:
+    def __init__(
+        self,
+        processor: BatchProcessor,
+        checkpoint_path: Path,
+        *,
+        updates: faust.TopicT,
+        dead_letters: faust.TopicT,
+        partitions: int,
+        assigned: Callable[[], list[str]],
+        warmup_max_wait: float,
+    ) -> None:
         self.processor = processor
         self.checkpoint_path = checkpoint_path
+        self.updates = updates
+        self.dead_letters = dead_letters
+        self.partitions = partitions
+        self.assigned = assigned
         self.warmup_max_wait = warmup_max_wait
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
         self.lock = asyncio.Lock()
         self.held: list[tuple[faust.StreamT, faust.EventT]] = []
         self.held_since: float | None = None
-        self.updates: faust.TopicT | None = None
-        self.dead_letters: faust.TopicT | None = None
-        self.partitions = 1
-        self.assigned: Callable[[], list[str]] = list
         self.dead_sent: set[str] = set()
 
     def restore(self) -> None:
@@ -111,7 +121,6 @@ class EncodeStage:
             await self._run([], force_fit=force_fit, assigned=self.assigned())
 
     async def _run(self, records: list[Record], *, force_fit: bool, assigned: list[str] | None = None) -> None:
-        assert self.updates is not None and self.dead_letters is not None
         loop = asyncio.get_running_loop()
         result: BatchResult = await loop.run_in_executor(
             self.executor, lambda: self.processor.process(records, force_fit=force_fit, assigned=assigned or ())
@@ -212,13 +221,17 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
         schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
         help="per forgotten user only the source offsets already applied, so redelivery cannot resurrect a profile",
     )
-    stage = EncodeStage(processor, settings.data_dir / "clustering" / f"{settings.app_id}.ckpt", settings.warmup_max_wait)
-    stage.updates = updates
-    stage.dead_letters = app.topic(settings.topic_dead_letters, **json_out)
-    stage.partitions = settings.partitions
-    stage.assigned = lambda: [
-        f"{tp.topic}/{tp.partition}" for tp in app.consumer.assignment() if tp.topic in settings.kind_of_topic
-    ]
+    stage = EncodeStage(
+        processor,
+        settings.data_dir / "clustering" / f"{settings.app_id}.ckpt",
+        updates=updates,
+        dead_letters=app.topic(settings.topic_dead_letters, **json_out),
+        partitions=settings.partitions,
+        assigned=lambda: [
+            f"{tp.topic}/{tp.partition}" for tp in app.consumer.assignment() if tp.topic in settings.kind_of_topic
+        ],
+        warmup_max_wait=settings.warmup_max_wait,
+    )
     stage.restore()
     stage.recall_dead_letters(settings)
     rules = rules_from(settings)

@@ -1,0 +1,70 @@
+"""Personal data at the edge: pseudonymous ids, refused PII ids, scrubbed attributes, watermark over partitions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stream.clustering import OnlineClusterer
+from stream.config import Settings
+from stream.pipeline import BatchProcessor, Record
+from stream.privacy import pseudonym
+
+from .test_pipeline import FakeEncoder
+
+TOPICS = {"reviews": "review", "user-attributes": "user_attributes", "orders": "order"}
+
+
+def processor(key: bytes | None = None) -> BatchProcessor:
+    return BatchProcessor(FakeEncoder(), OnlineClusterer(k=2, warmup=2), kind_of_topic=TOPICS, prefixes={},
+                          max_text_chars=100, pseudonym_key=key)
+
+
+def attrs(offset: int, user: str, ts: int = 1_767_225_600_000, **fields: object) -> Record:
+    value = json.dumps({"user_id": user, "ts": ts, **fields}, ensure_ascii=False).encode()
+    return Record("user-attributes", 0, offset, user.encode(), value)
+
+
+def test_pseudonyms_replace_user_ids_before_anything_leaves_stage_one() -> None:
+    result = processor(b"k").process([attrs(0, "13812345678", region="浙江")])
+    assert [u["user_id"] for u in result.updates] == [pseudonym("13812345678", b"k")]
+    assert "13812345678" not in json.dumps(result.updates)
+
+
+def test_a_user_id_that_is_personal_data_is_refused_without_a_key() -> None:
+    result = processor().process([attrs(0, "zhang.san@example.com")])
+    assert not result.updates
+    [dead] = result.dead_letters
+    assert dead.reason == "personal data in user_id"
+    message = json.dumps(dead.message(0), ensure_ascii=False)
+    assert "zhang.san@example.com" not in message and dead.message(0)["value"] is None
+
+
+def test_free_form_attributes_with_personal_data_are_dropped() -> None:
+    [update] = processor().process([attrs(0, "u1", region="电话13812345678", occupation="教师")]).updates
+    assert update["data"] == {"occupation": "教师"}
+
+
+def test_event_id_with_personal_data_becomes_the_record_position() -> None:
+    [update] = processor().process([attrs(3, "u1", event_id="13812345678-1", gender="f")]).updates
+    assert update["event_id"] == "user-attributes/0/3"
+
+
+def test_watermark_waits_for_every_owned_partition_and_releases_idle_ones() -> None:
+    p = processor()
+    day = 86_400_000
+    p.process([attrs(0, "u1", ts=10 * day)], assigned=["user-attributes/0", "user-attributes/1"], now=0.0)
+    assert p.watermark == 0, "partition 1 has not spoken yet"
+    p.process([Record("user-attributes", 1, 0, b"u", json.dumps({"user_id": "u2", "ts": 4 * day}).encode())],
+              assigned=["user-attributes/0", "user-attributes/1"], now=1.0)
+    assert p.watermark == 4 * day - p.lateness_ms
+    p.process([attrs(1, "u1", ts=20 * day)], assigned=["user-attributes/0", "user-attributes/1"], now=100.0)
+    assert p.watermark == 20 * day, "partition 1 idle for longer than idle_after no longer holds it back"
+
+
+def test_settings_survive_the_trip_through_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = Settings(windows_days=(7, 30), partitions=6, api_token="t", batch_wait=0.5)
+    for name, value in original.to_env().items():
+        monkeypatch.setenv(name, value)
+    assert Settings() == original
