@@ -23,7 +23,9 @@ from stream.feed import FeedEvent, reviews_feed
 from stream.kafka_io import produce_feed
 from stream.topics import ensure_topics
 
-from bench.processes import PeakRss, WorkerProcess, cpu_seconds, disk_usage, rss_bytes
+from stream.worker_process import WorkerProcess
+
+from bench.processes import PeakRss, cpu_seconds, disk_usage, rss_bytes
 from bench.watcher import ProfileWatcher
 
 PREWARM_EVENTS = 256  # more than the clustering warm-up buffer, so the clusterer is fitted before timing starts
@@ -149,7 +151,7 @@ def run_e2e(cfg: E2EConfig, progress: Callable[[str], None]) -> E2EResult:
         settings = worker_settings(cfg.pipeline, broker.bootstrap, tmp / "worker")
         ensure_topics(settings)
         watcher = stack.enter_context(ProfileWatcher(settings))
-        worker = stack.enter_context(WorkerProcess(settings, tmp / "worker.log"))
+        worker = stack.enter_context(WorkerProcess(settings, tmp))
         progress("starting worker")
         worker.wait_healthy()
         progress(f"pre-warming with {PREWARM_EVENTS} events")

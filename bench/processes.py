@@ -1,84 +1,11 @@
-"""The worker as a user runs it (``python -m stream worker``), and what /proc says about a process."""
+"""What /proc says about a process: resident memory, CPU time, disk usage."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import threading
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from types import TracebackType
-
-from stream.config import Settings
-
-from bench.inputs import REPO_ROOT
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment that makes ``Settings()`` in the child equal ``settings``; inherited STREAM_* are dropped."""
-    return {**{k: v for k, v in os.environ.items() if not k.startswith("STREAM_")}, **settings.to_env()}
-
-
-class WorkerProcess:
-    """A ``stream worker`` subprocess with its log in a file; a context manager so it never outlives the run."""
-
-    def __init__(self, settings: Settings, log_path: Path) -> None:
-        self.settings = settings
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> WorkerProcess:
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "stream", "worker"], cwd=REPO_ROOT, env=settings_env(self.settings),
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )
-        return self
-
-    def __exit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
-        self.stop()
-
-    @property
-    def pid(self) -> int:
-        if self.proc is None:
-            raise RuntimeError("worker not started")
-        return self.proc.pid
-
-    def check_alive(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            raise RuntimeError(f"worker exited ({self.proc and self.proc.returncode}):\n{self.log_tail()}")
-
-    def wait_healthy(self, timeout: float = 300.0) -> dict[str, object]:
-        """Poll ``GET /health``; loading a real model takes a while, a dead worker fails at once."""
-        url = f"http://{self.settings.web_host}:{self.settings.web_port}/health"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.check_alive()
-            try:
-                with urllib.request.urlopen(url, timeout=2) as resp:
-                    return json.loads(resp.read())
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.5)
-        raise TimeoutError(f"worker not healthy after {timeout:.0f}s:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        """Graceful SIGTERM, so RocksDB flushes before its size on disk is measured."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(30)
-
-    def log_tail(self, lines: int = 40) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
 
 
 def rss_bytes(pid: int) -> int:

@@ -208,11 +208,13 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
     profiles_out = app.topic(settings.topic_profiles, **json_out)
     tombstones = app.topic(settings.topic_profiles, key_serializer="raw", value_serializer="raw")
     alerts_out = app.topic(settings.topic_alerts, **json_out)
+    changelog = {"segment.ms": str(3_600_000), "min.cleanable.dirty.ratio": "0.2"}  # let compaction keep recovery short
     table = app.Table(
         "profile-state",
         default=None,
         partitions=settings.partitions,
         schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+        extra_topic_configs=changelog,
     )
     forgotten = app.Table(
         "forgotten",
@@ -220,6 +222,7 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
         partitions=settings.partitions,
         schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
         help="per forgotten user only the source offsets already applied, so redelivery cannot resurrect a profile",
+        extra_topic_configs=changelog,
     )
     stage = EncodeStage(
         processor,
@@ -306,11 +309,17 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
     def unauthorized(web: View) -> Response:
         return web.json({"error": "unauthorized", "detail": "send Authorization: Bearer <STREAM_API_TOKEN>"}, status=401)
 
+    def ready() -> bool:
+        return app.tables.recovery.completed.is_set() and not app.rebalancing
+
     @app.page("/profiles/{user_id}")
     @app.table_route(table=table, match_info="user_id")
     async def profile_view(web: View, request: Request, user_id: str) -> Response:
         if not authorized(request):
             return unauthorized(web)
+        if not ready():
+            return web.json({"error": "recovering", "detail": "tables are being restored; retry shortly"}, status=503,
+                            headers={"Retry-After": "2"})
         profile = table.get(user_id)
         if profile is None:
             detail = "forgotten on request" if user_id in forgotten else "no events seen for this user"
@@ -334,9 +343,8 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
 
     @app.page("/health")
     async def health(web: View, request: Request) -> Response:
-        ready = app.tables.recovery.completed.is_set() and not app.rebalancing
         return web.json(
-            {"status": "ok", "ready": ready, "model_version": stage.processor.model_version,
+            {"status": "ok", "ready": ready(), "model_version": stage.processor.model_version,
              "clusters_fitted": stage.processor.clusterer.fitted, "held_for_warmup": len(stage.held),
              "watermark": stage.processor.watermark}
         )

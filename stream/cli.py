@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from datetime import datetime, timezone
@@ -203,24 +199,23 @@ def _summary(profile: dict) -> str:
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from stream.kafka_io import produce_feed, read_topic
     from stream.topics import ensure_topics
+    from stream.worker_process import WorkerProcess
 
     broker = _local_broker(settings)
     broker.start()
     settings = settings.model_copy(update={"broker": broker.bootstrap})
     print(f"broker ready on {broker.bootstrap}", flush=True)
     ensure_topics(settings)
-    env = {**os.environ, "STREAM_BROKER": broker.bootstrap, "STREAM_MODEL": _demo_model(settings)}
-    log_path = settings.data_dir / "demo-worker.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "stream", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    print(f"worker started (pid {worker.pid}, log {log_path}); producing {args.events} demo events...", flush=True)
+    settings = settings.model_copy(update={"model": _demo_model(settings)})
+    worker = WorkerProcess(settings, settings.data_dir, name="demo-worker")
+    worker.start()
+    print(f"worker started (pid {worker.pid}, log {worker.log_path}); producing {args.events} demo events...", flush=True)
     try:
         counts = produce_feed(settings, _feed(settings, args), rate=args.rate)
         produced = sum(counts.values())
         print(f"produced {counts}; profiles arriving on topic '{settings.topic_profiles}':", flush=True)
         latest: dict[str, dict] = {}
-        for key, value in read_topic(settings, settings.topic_profiles, follow=True, stop=lambda: worker.poll() is not None):
+        for key, value in read_topic(settings, settings.topic_profiles, follow=True, stop=lambda: not worker.alive()):
             if value is None:
                 continue
             profile = json.loads(value)
@@ -229,19 +224,15 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
             if args.exit_when_done and sum(p["behaviour"]["events_total"] for p in latest.values()) >= produced:
                 break
         applied = sum(p["behaviour"]["events_total"] for p in latest.values())
-        if worker.poll() is not None:
-            print(f"the worker exited with {worker.returncode}; see {log_path}", file=sys.stderr)
+        if not worker.alive():
+            print(f"the worker exited; see {worker.log_path}", file=sys.stderr)
             return 1
         print(f"{len(latest)} users, {applied}/{produced} events in their profiles", flush=True)
         return 0 if applied >= produced else 1
     except KeyboardInterrupt:
         return 0
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        worker.stop()
 
 
 def _add_feed_options(p: argparse.ArgumentParser, events: int) -> None:

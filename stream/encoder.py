@@ -11,11 +11,14 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from stream.batching import token_budget_batches
+
+if TYPE_CHECKING:
+    import torch
 
 
 class ModelNotFound(RuntimeError):
@@ -85,7 +88,7 @@ def choose_device(device: str) -> str:
     return device
 
 
-def choose_dtype(dtype: str, device: str) -> "torch.dtype":  # noqa: F821
+def choose_dtype(dtype: str, device: str) -> torch.dtype:
     import torch
 
     if dtype == "auto":
@@ -178,7 +181,7 @@ class TransformerEncoder:
         self.last_stats = stats
         return out
 
-    def _pool(self, hidden: "torch.Tensor", mask: "torch.Tensor") -> "torch.Tensor":  # noqa: F821
+    def _pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         hidden = hidden.float()
         if self.pooling == "cls":
             return hidden[:, 0]

@@ -11,7 +11,9 @@ from stream.feed import FeedEvent, demo_feed
 from stream.kafka_io import produce_feed
 from stream.topics import ensure_topics
 
-from .worker_process import WorkerProcess, latest_profiles, wait_for_counts
+from stream.worker_process import WorkerProcess
+
+from .worker_process import wait_for_counts
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -17,7 +17,6 @@ from collections import Counter, defaultdict
 from decimal import Decimal
 from pathlib import Path
 
-import orjson
 import pytest
 
 from stream.broker import LocalBroker, free_port
@@ -26,7 +25,9 @@ from stream.kafka_io import make_producer, produce_feed, read_topic
 from stream.profile import DAY_MS
 from stream.topics import ensure_topics
 
-from .worker_process import WorkerProcess, latest_profiles
+from stream.worker_process import WorkerProcess
+
+from .worker_process import latest_profiles
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -17,7 +17,9 @@ from stream.profile import DAY_MS
 from stream.topics import ensure_topics
 
 from .test_end_to_end import expected_counts
-from .worker_process import WorkerProcess, wait_for_counts
+from stream.worker_process import WorkerProcess
+
+from .worker_process import wait_for_counts
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -1,83 +1,13 @@
-"""Run the worker the way a user does (`stream worker` in its own process) and read its outputs."""
+"""Read what a worker published: the newest profile per user, and waiting until counts match."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 
 from stream.config import Settings
 from stream.kafka_io import read_topic
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    return {**{k: v for k, v in os.environ.items() if not k.startswith("STREAM_")}, **settings.to_env()}
-
-
-class WorkerProcess:
-    """`python -m stream worker` with a log file; kill() is a crash, stop() a graceful shutdown."""
-
-    def __init__(self, settings: Settings, log_dir: Path) -> None:
-        self.settings = settings
-        self.log_dir = log_dir
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        self.starts += 1
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_dir / f"worker-{self.starts}.log", "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "stream", "worker"], env=settings_env(self.settings), stdout=log, stderr=subprocess.STDOUT
-        )
-
-    def wait_healthy(self, timeout: float = 180.0) -> dict:
-        """Wait until the worker answers and its tables are recovered (profile lookups work)."""
-        deadline = time.monotonic() + timeout
-        url = f"http://127.0.0.1:{self.settings.web_port}/health"
-        while time.monotonic() < deadline:
-            assert self.proc is not None and self.proc.poll() is None, f"worker exited early:\n{self.log_tail()}"
-            try:
-                with urllib.request.urlopen(url, timeout=2) as resp:
-                    health = json.loads(resp.read())
-                if health["ready"]:
-                    return health
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.5)
-        raise AssertionError(f"worker not healthy after {timeout}s:\n{self.log_tail()}")
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(30)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(30)
-
-    def log_tail(self, lines: int = 60) -> str:
-        path = self.log_dir / f"worker-{self.starts}.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
-
-    def http_get(self, path: str) -> tuple[int, dict]:
-        url = f"http://127.0.0.1:{self.settings.web_port}{path}"
-        try:
-            with urllib.request.urlopen(url, timeout=10) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"{}")
+from stream.worker_process import WorkerProcess
 
 
 def latest_profiles(settings: Settings) -> dict[str, dict]:
