@@ -4,13 +4,14 @@ Commit order (at-least-once, made exact by idempotence):
 
 Stage 1 ``encode`` (micro-batches of the input topics, manual acks):
   1. decode/validate, clean, encode, assign and learn in a worker thread;
-  2. write the clustering checkpoint atomically (it records, per source partition, the
-     last offset learned from, so redelivered records are never learned twice);
-  3. publish dead letters, per-user updates and event-time ticks, and wait until the
+  2. publish dead letters, per-user updates and event-time ticks, and wait until the
      broker has them;
-  4. ack the batch; Faust commits acked offsets after flushing its producer.
-  A crash anywhere before 4 redelivers the batch; step 1 then skips learning and the
-  updates it re-sends are skipped by stage 2.
+  3. at most once per commit interval: write the clustering checkpoint atomically (it
+     records, per source partition, the last offset learned from), then ack every batch
+     it covers; Faust commits acked offsets after flushing its producer.
+  A crash before 3 redelivers the batches since the last checkpoint: the restored model
+  has not learned them, so they are learned once; the updates re-sent for them are
+  skipped by stage 2, and a record the checkpoint had learned is assigned, not relearned.
 
 Stage 2 ``apply`` (``profile-updates``, keyed by user id, co-partitioned with the table):
   apply the update to the user's profile unless its (source partition, offset) was
@@ -71,6 +72,7 @@ class EncodeStage:
         partitions: int,
         assigned: Callable[[], list[str]],
         warmup_max_wait: float,
+        checkpoint_interval: float,
     ) -> None:
         self.processor = processor
         self.checkpoint_path = checkpoint_path
@@ -79,10 +81,14 @@ class EncodeStage:
         self.partitions = partitions
         self.assigned = assigned
         self.warmup_max_wait = warmup_max_wait
+        self.checkpoint_interval = checkpoint_interval
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
         self.lock = asyncio.Lock()
         self.held: list[tuple[faust.StreamT, faust.EventT]] = []
         self.held_since: float | None = None
+        self.to_ack: list[tuple[faust.StreamT, faust.EventT]] = []
+        self.dirty = False
+        self.last_checkpoint = time.monotonic()
         self.dead_sent: set[str] = set()
 
     def restore(self) -> None:
@@ -125,8 +131,7 @@ class EncodeStage:
         result: BatchResult = await loop.run_in_executor(
             self.executor, lambda: self.processor.process(records, force_fit=force_fit, assigned=assigned or ())
         )
-        if records or result.updates or result.ticks:
-            await loop.run_in_executor(self.executor, self._save_checkpoint)
+        self.dirty |= bool(records or result.updates or result.ticks)
         now_ms = _now_ms()
         dead = [d for d in result.dead_letters if d.key not in self.dead_sent]
         pending = [await self.dead_letters.send(key=d.key.encode(), value=d.message(now_ms), force=True) for d in dead]
@@ -142,11 +147,28 @@ class EncodeStage:
         self.dead_sent.update(d.key for d in dead)
         if result.held:
             self.held_since = self.held_since or time.monotonic()
+        else:
+            self.to_ack.extend(self.held)
+            self.held.clear()
+            self.held_since = None
+        await self._checkpoint_then_ack()
+
+    async def _checkpoint_then_ack(self) -> None:
+        """At most once per ``checkpoint_interval``: persist the model, then ack what it has learned from.
+
+        Acking only after the checkpoint means a crash redelivers every record whose learning
+        was not saved, so learning is neither lost nor applied twice; batching the fsync keeps
+        it off the latency path of small micro-batches.
+        """
+        if time.monotonic() - self.last_checkpoint < self.checkpoint_interval:
             return
-        for stream, event in self.held:
+        if self.dirty:
+            await asyncio.get_running_loop().run_in_executor(self.executor, self._save_checkpoint)
+            self.dirty = False
+        for stream, event in self.to_ack:
             await stream.ack(event)
-        self.held.clear()
-        self.held_since = None
+        self.to_ack.clear()
+        self.last_checkpoint = time.monotonic()
 
     async def forget_terms(self, terms: dict[str, dict[str, int]]) -> None:
         """Take a forgotten user's words out of the cluster keyword counts, and persist that."""
@@ -234,6 +256,7 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
             f"{tp.topic}/{tp.partition}" for tp in app.consumer.assignment() if tp.topic in settings.kind_of_topic
         ],
         warmup_max_wait=settings.warmup_max_wait,
+        checkpoint_interval=settings.commit_interval,
     )
     stage.restore()
     stage.recall_dead_letters(settings)
