@@ -43,7 +43,7 @@ from stream.tinymodel import build_tiny_bert
 from stream.topics import ensure_topics
 
 from bench.inputs import REPO_ROOT
-from stream.worker_process import WorkerProcess
+from stream.worker_process import WorkerProcess, http_get
 
 from bench.processes import cpu_seconds, disk_usage
 
@@ -60,22 +60,6 @@ def user_id(i: int) -> str:
 
 
 # --------------------------------------------------------------------------------------------- HTTP
-
-
-def http_get(settings: Settings, path: str, timeout: float = 10.0) -> tuple[int, dict[str, Any] | None]:
-    """(status, JSON body); status 0 when nothing answers."""
-    url = f"http://{settings.web_host}:{settings.web_port}{path}"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        body = exc.read()
-        try:
-            return exc.code, json.loads(body) if body else None
-        except ValueError:
-            return exc.code, None
-    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-        return 0, None
 
 
 def profile_path(user: str) -> str:
@@ -336,7 +320,7 @@ def check_sample(settings: Settings, snapshot: dict[str, dict[str, Any]]) -> dic
     t = time.monotonic()
     for user, before in snapshot.items():
         status, body = http_get(settings, profile_path(user))
-        if status != 200 or body is None:
+        if status != 200:
             failed.append((user, status))
             continue
         if comparable(body) != comparable(before):
@@ -454,7 +438,7 @@ def run(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> dict[str, Any]
     snapshot: dict[str, dict[str, Any]] = {}
     for user in sample_users:
         status, body = http_get(settings, profile_path(user))
-        if status != 200 or body is None:
+        if status != 200:
             raise RuntimeError(f"snapshot lookup of {user} failed with {status}: {body}")
         snapshot[user] = body
     result["snapshot_example"] = comparable(snapshot[sample_users[0]])

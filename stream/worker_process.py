@@ -26,6 +26,24 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return {**{k: v for k, v in os.environ.items() if not k.startswith("STREAM_")}, **settings.to_env()}
 
 
+def http_get(settings: Settings, path: str, timeout: float = 10.0) -> tuple[int, dict[str, Any]]:
+    """Status and JSON body of a GET on a worker's API (with the API token when one is set); 0 when nothing answers."""
+    request = urllib.request.Request(f"http://{settings.web_host}:{settings.web_port}{path}")
+    if settings.api_token:
+        request.add_header("Authorization", f"Bearer {settings.api_token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        body = exc.read()
+        try:
+            return exc.code, json.loads(body or b"{}")
+        except json.JSONDecodeError:
+            return exc.code, {"error": body.decode(errors="replace")}
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return 0, {}
+
+
 class WorkerProcess:
     """``stream worker`` as a subprocess: ``kill()`` is a crash, ``stop()`` a graceful shutdown.
 
@@ -78,29 +96,14 @@ class WorkerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_alive()
-            try:
-                status, health = self.http_get("/health", timeout=2)
-                if status == 200 and health.get("ready"):
-                    return health
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
+            status, health = self.http_get("/health", timeout=2)
+            if status == 200 and health.get("ready"):
+                return health
             time.sleep(0.5)
         raise TimeoutError(f"worker not ready after {timeout:.0f}s:\n{self.log_tail()}")
 
     def http_get(self, path: str, timeout: float = 10.0) -> tuple[int, dict[str, Any]]:
-        """Status and JSON body of a GET on the worker's API (with the API token when one is set)."""
-        request = urllib.request.Request(f"http://{self.settings.web_host}:{self.settings.web_port}{path}")
-        if self.settings.api_token:
-            request.add_header("Authorization", f"Bearer {self.settings.api_token}")
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            body = exc.read()
-            try:
-                return exc.code, json.loads(body or b"{}")
-            except json.JSONDecodeError:
-                return exc.code, {"error": body.decode(errors="replace")}
+        return http_get(self.settings, path, timeout)
 
     def kill(self) -> None:
         """Crash (SIGKILL): no shutdown hooks, no final commit."""
