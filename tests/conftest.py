@@ -52,7 +52,8 @@ def settings_factory(tmp_path: Path, tiny_model: Path):  # noqa: ANN201
             "web_port": free_port(),
             "session_timeout": 8.0,
             "idle_partition_seconds": 3.0,
-            **{f"topic_{t}": f"{t}-{name}" for t in ("reviews", "searches", "profiles", "updates", "dead_letters")},
+            **{field: f"{Settings.model_fields[field].default}-{name}" for field in Settings.model_fields
+               if field.startswith("topic_")},
         }
         values.update(overrides)
         return Settings(**values)

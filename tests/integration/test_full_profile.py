@@ -132,9 +132,8 @@ def test_full_profile_alerts_and_replay(broker, settings_factory, tmp_path: Path
     shuffled = list(events)
     random.Random(11).shuffle(shuffled)
     replay_settings = settings_factory(broker.bootstrap, app_id=settings.app_id + "-replay",
-                                       **{f"topic_{t}": f"{getattr(settings, f'topic_{t}')}-replay" for t in
-                                          ("reviews", "searches", "orders", "attributes", "profiles", "alerts", "updates",
-                                           "dead_letters")})
+                                       **{f: f"{getattr(settings, f)}-replay" for f in type(settings).model_fields
+                                          if f.startswith("topic_")})
     replay_worker, replayed = run_pipeline(replay_settings, shuffled, tmp_path / "b")
     replay_worker.stop()
     first_worker_view = {u: {k: p[k] for k in ORDER_INDEPENDENT} for u, p in profiles.items()}
