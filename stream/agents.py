@@ -70,7 +70,7 @@ class EncodeStage:
         updates: faust.TopicT,
         dead_letters: faust.TopicT,
         partitions: int,
-        assigned: Callable[[], list[str]],
+        highwaters: Callable[[], dict[str, int | None]],
         warmup_max_wait: float,
         checkpoint_interval: float,
     ) -> None:
@@ -79,7 +79,7 @@ class EncodeStage:
         self.updates = updates
         self.dead_letters = dead_letters
         self.partitions = partitions
-        self.assigned = assigned
+        self.highwaters = highwaters
         self.warmup_max_wait = warmup_max_wait
         self.checkpoint_interval = checkpoint_interval
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
@@ -117,19 +117,21 @@ class EncodeStage:
         ]
         async with self.lock:
             self.held.extend((stream, e) for e in events)
-            await self._run(records, force_fit=False, assigned=self.assigned())
+            await self._run(records, force_fit=False, highwaters=self.highwaters())
 
     async def on_timer(self) -> None:
         """Let time pass without records: idle partitions release the watermark, and a warm-up
         that waited ``warmup_max_wait`` fits with what is buffered."""
         force_fit = self.held_since is not None and time.monotonic() - self.held_since >= self.warmup_max_wait
         async with self.lock:
-            await self._run([], force_fit=force_fit, assigned=self.assigned())
+            await self._run([], force_fit=force_fit, highwaters=self.highwaters())
 
-    async def _run(self, records: list[Record], *, force_fit: bool, assigned: list[str] | None = None) -> None:
+    async def _run(
+        self, records: list[Record], *, force_fit: bool, highwaters: dict[str, int | None] | None = None
+    ) -> None:
         loop = asyncio.get_running_loop()
         result: BatchResult = await loop.run_in_executor(
-            self.executor, lambda: self.processor.process(records, force_fit=force_fit, assigned=assigned or ())
+            self.executor, lambda: self.processor.process(records, force_fit=force_fit, highwaters=highwaters)
         )
         self.dirty |= bool(records or result.updates or result.ticks)
         now_ms = _now_ms()
@@ -210,6 +212,14 @@ class EncodeStage:
         }
 
 
+def _highwater(app: faust.App, tp: faust.types.TP) -> int | None:
+    """End offset of an input partition, None while the client does not know it yet."""
+    try:
+        return app.consumer.highwater(tp)
+    except Exception:  # noqa: BLE001 - aiokafka asserts or raises while a rebalance reassigns the partition
+        return None
+
+
 def rules_from(settings: Settings) -> Rules:
     return Rules(
         half_life_ms=settings.interest_half_life_days * 86_400_000,
@@ -252,9 +262,11 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
         updates=updates,
         dead_letters=app.topic(settings.topic_dead_letters, **json_out),
         partitions=settings.partitions,
-        assigned=lambda: [
-            f"{tp.topic}/{tp.partition}" for tp in app.consumer.assignment() if tp.topic in settings.kind_of_topic
-        ],
+        highwaters=lambda: {
+            f"{tp.topic}/{tp.partition}": _highwater(app, tp)
+            for tp in app.consumer.assignment()
+            if tp.topic in settings.kind_of_topic
+        },
         warmup_max_wait=settings.warmup_max_wait,
         checkpoint_interval=settings.commit_interval,
     )

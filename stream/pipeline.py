@@ -134,6 +134,7 @@ class BatchProcessor:
         self.learned: dict[str, int] = {}
         self.partition_max: dict[str, int] = {}
         self.partition_seen: dict[str, float] = {}
+        self.partition_next: dict[str, int] = {}
         self.watermark = 0
         self.last_tick: int | None = None
         self.pending: list[_Text] = []
@@ -166,21 +167,24 @@ class BatchProcessor:
         records: Sequence[Record],
         *,
         force_fit: bool = False,
-        assigned: Sequence[str] = (),
+        highwaters: Mapping[str, int | None] | None = None,
         now: float | None = None,
     ) -> BatchResult:
         """One micro-batch; ``force_fit`` warm-starts with what is buffered (at least k).
 
-        ``assigned`` names the input partitions ("topic/partition") this worker owns and
-        ``now`` is a monotonic clock reading; both only feed the watermark.
+        ``highwaters`` maps the input partitions ("topic/partition") this worker owns to their
+        end offsets (None when not known yet) and ``now`` is a monotonic clock reading; both
+        only feed the watermark.
         """
         now = time.monotonic() if now is None else now
+        highwaters = dict(highwaters or {})
         result = BatchResult()
         texts: list[tuple[Record, Event]] = []
-        for source in assigned:
+        for source in highwaters:
             self.partition_seen.setdefault(source, now)
         for record in records:
             self.partition_seen[record.source] = now
+            self.partition_next[record.source] = max(self.partition_next.get(record.source, 0), record.offset + 1)
             decoded = self._decode(record)
             if isinstance(decoded, Rejected):
                 result.dead_letters.append(DeadLetter(record, decoded.reason, decoded.error))
@@ -191,7 +195,7 @@ class BatchProcessor:
             else:
                 texts.append((record, decoded))
         fresh = self._encode(texts)
-        self._advance_watermark(assigned, now, pending=self.pending + fresh if not self.clusterer.fitted else [])
+        self._advance_watermark(highwaters, now, pending=self.pending + fresh if not self.clusterer.fitted else [])
         if not self.clusterer.fitted:
             buffered = {(t.record.source, t.record.offset) for t in self.pending}
             self.pending.extend(t for t in fresh if (t.record.source, t.record.offset) not in buffered)
@@ -210,20 +214,27 @@ class BatchProcessor:
             result.ticks = self._ticks()
         return result
 
-    def _advance_watermark(self, assigned: Sequence[str], now: float, pending: Sequence[_Text]) -> None:
+    def _advance_watermark(self, highwaters: Mapping[str, int | None], now: float, pending: Sequence[_Text]) -> None:
         """Event time every owned, non-idle partition has reached, minus lateness; never past held events.
 
         Taking the minimum over partitions (not the newest event seen) keeps a lagging topic
-        or partition from being judged silent; a partition without records for
-        ``idle_after`` seconds stops holding the watermark back (Flink's idleness).
+        or partition from being judged silent. A partition stops holding the watermark back
+        (Flink's idleness) only when it is idle: read to its end offset and without records
+        for ``idle_after`` seconds. A partition that is merely waiting behind a busy encoder
+        still has records to deliver, so it is never idle.
         """
-        sources = set(assigned) | set(self.partition_max)
-        active = [
-            self.partition_max.get(s) for s in sources if now - self.partition_seen.get(s, now) < self.idle_after
-        ]
-        if not active or None in active:
+        sources = set(highwaters) | set(self.partition_max)
+
+        def idle(source: str) -> bool:
+            end = highwaters.get(source)
+            caught_up = end is not None and self.partition_next.get(source, 0) >= end
+            return caught_up and now - self.partition_seen.get(source, now) >= self.idle_after
+
+        active = [self.partition_max.get(s) for s in sources if not idle(s)]
+        if None in active or not self.partition_max:
             return
-        candidate = min(active) - self.lateness_ms
+        # Every partition idle: everything there is has been read, so event time is the newest seen.
+        candidate = (min(active) if active else max(self.partition_max.values())) - self.lateness_ms
         if pending:
             candidate = min(candidate, min(t.event.ts_ms for t in pending) - 1)
         self.watermark = max(self.watermark, candidate)

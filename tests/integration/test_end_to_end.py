@@ -10,7 +10,6 @@ import pytest
 from stream.feed import FeedEvent, demo_feed
 from stream.kafka_io import produce_feed
 from stream.topics import ensure_topics
-
 from stream.worker_process import WorkerProcess
 
 from .worker_process import wait_for_counts

@@ -24,7 +24,6 @@ from stream.feed import FeedEvent, demo_feed
 from stream.kafka_io import make_producer, produce_feed, read_topic
 from stream.profile import DAY_MS
 from stream.topics import ensure_topics
-
 from stream.worker_process import WorkerProcess
 
 from .worker_process import latest_profiles

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,11 +16,10 @@ from stream.feed import FeedEvent, demo_feed
 from stream.kafka_io import produce_feed, read_topic
 from stream.profile import DAY_MS
 from stream.topics import ensure_topics
-
-from .test_end_to_end import expected_counts
 from stream.worker_process import WorkerProcess
 
-from .worker_process import wait_for_counts
+from .test_end_to_end import expected_counts
+from .worker_process import wait_for_counts, wait_for_watermark
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -73,12 +73,31 @@ def expected_consumption(events: list[FeedEvent], user: str, as_of: int) -> dict
     return out
 
 
+def settle(settings, events: list[FeedEvent], worker: WorkerProcess) -> None:  # noqa: ANN001
+    """Every event applied and the watermark at the end of the feed, so event-time results are final."""
+    wait_for_counts(settings, expected_counts(events), worker)
+    end = max(parse_ts(fe.event["ts"]) for fe in events)
+    wait_for_watermark(worker, end - int(settings.lateness_seconds * 1000))
+
+
+def alerts_by_user(settings, wait_for: set[str], after: dict[str, int], timeout: float = 60.0) -> dict[str, list[dict]]:  # noqa: ANN001
+    """Alerts per user, once every user in ``wait_for`` has one after ``after[user]`` (ticks are asynchronous)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        by_user: dict[str, list[dict]] = {}
+        for a in alerts(settings):
+            by_user.setdefault(a["user_id"], []).append(a)
+        if all(alerts_after(by_user.get(u, []), after[u]) for u in wait_for) or time.monotonic() > deadline:
+            return by_user
+        time.sleep(1.0)
+
+
 def run_pipeline(settings, events: list[FeedEvent], log_dir: Path) -> tuple[WorkerProcess, dict[str, dict]]:  # noqa: ANN001
     ensure_topics(settings)
     worker = WorkerProcess(settings, log_dir)
     worker.start()
     produce_feed(settings, events)
-    wait_for_counts(settings, expected_counts(events), worker)
+    settle(settings, events, worker)
     return worker, lookup_all(worker, {fe.event["user_id"] for fe in events})
 
 
@@ -97,10 +116,8 @@ def test_full_profile_alerts_and_replay(broker, settings_factory, tmp_path: Path
             assert c["windows"] == {"30d": want["30d"], "90d": want["90d"]}, user
             assert c["rfm"] == want["rfm"], user
 
-        by_user: dict[str, list[dict]] = {}
-        for a in alerts(settings):
-            by_user.setdefault(a["user_id"], []).append(a)
         last = last_event(events)
+        by_user = alerts_by_user(settings, silent, last)
         for user in silent:  # exactly one alert once they went silent (earlier gaps may have alerted and recovered)
             assert alerts_after(by_user.get(user, []), last[user]) == ["churn_risk"], (user, by_user.get(user))
         for user, history in by_user.items():  # edges alternate: never two alerts or two recoveries in a row
@@ -117,10 +134,9 @@ def test_full_profile_alerts_and_replay(broker, settings_factory, tmp_path: Path
         back = [FeedEvent("search", {"event_id": f"back-{u}", "user_id": u, "ts": end + DAY_MS, "query": "手机壳"}, None)
                 for u in sorted(silent)]
         produce_feed(settings, back)
-        wait_for_counts(settings, expected_counts(events + back), worker)
-        by_user = {}
-        for a in alerts(settings):
-            by_user.setdefault(a["user_id"], []).append(a)
+        settle(settings, events + back, worker)
+        returned = {u: end + DAY_MS for u in silent}
+        by_user = alerts_by_user(settings, silent, returned)
         for user in silent:
             assert alerts_after(by_user[user], last[user]) == ["churn_risk", "recovered"], (user, by_user[user])
         status, clusters = worker.http_get("/clusters")

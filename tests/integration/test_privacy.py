@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
+from stream.events import parse_ts
 from stream.feed import FeedEvent, demo_feed
 from stream.kafka_io import produce_feed, read_topic
 from stream.privacy import pseudonym
 from stream.topics import ensure_topics
-
-from .test_end_to_end import expected_counts
 from stream.worker_process import WorkerProcess
 
-from .worker_process import latest_profiles, wait_for_counts
+from .test_end_to_end import expected_counts
+from .worker_process import latest_profiles, wait_for_counts, wait_for_watermark
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -113,6 +113,7 @@ def test_privacy_end_to_end(broker, settings_factory, tmp_path: Path) -> None:
         status, clusters = worker.http_get("/clusters")
         assert not any(UNIQUE_WORD in c["keywords"] for c in clusters["clusters"]), clusters
 
+        wait_for_watermark(worker, parse_ts("2026-06-01T00:00:00Z") - int(settings.lateness_seconds * 1000))
         kept = {u: worker.http_get(f"/profiles/{u}")[1] for u in latest_profiles(settings) if u != forgotten}
         assert len(kept) == 20
         worker.kill()

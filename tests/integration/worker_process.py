@@ -42,3 +42,14 @@ def wait_for_counts(
         f"profiles incomplete after {timeout}s: {len(missing)} users missing, wrong counts {list(wrong.items())[:5]}\n"
         f"{worker.log_tail()}"
     )
+
+
+def wait_for_watermark(worker: WorkerProcess, watermark_ms: int, timeout: float = 120.0) -> None:
+    """Event-time results (windows, churn ticks) are final once the worker's watermark has reached the end."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, health = worker.http_get("/health")
+        if status == 200 and health["watermark"] >= watermark_ms:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"watermark stuck at {health.get('watermark')} < {watermark_ms}\n{worker.log_tail()}")

@@ -54,13 +54,16 @@ def test_event_id_with_personal_data_becomes_the_record_position() -> None:
 def test_watermark_waits_for_every_owned_partition_and_releases_idle_ones() -> None:
     p = processor()
     day = 86_400_000
-    p.process([attrs(0, "u1", ts=10 * day)], assigned=["user-attributes/0", "user-attributes/1"], now=0.0)
+    ends = {"user-attributes/0": 2, "user-attributes/1": 1}
+    p.process([attrs(0, "u1", ts=10 * day)], highwaters=ends, now=0.0)
     assert p.watermark == 0, "partition 1 has not spoken yet"
     p.process([Record("user-attributes", 1, 0, b"u", json.dumps({"user_id": "u2", "ts": 4 * day}).encode())],
-              assigned=["user-attributes/0", "user-attributes/1"], now=1.0)
+              highwaters=ends, now=1.0)
     assert p.watermark == 4 * day - p.lateness_ms
-    p.process([attrs(1, "u1", ts=20 * day)], assigned=["user-attributes/0", "user-attributes/1"], now=100.0)
-    assert p.watermark == 20 * day, "partition 1 idle for longer than idle_after no longer holds it back"
+    p.process([attrs(1, "u1", ts=20 * day)], highwaters={**ends, "user-attributes/1": 2}, now=100.0)
+    assert p.watermark == 4 * day, "partition 1 has an unread record: however long it waits, it is not idle"
+    p.process([attrs(2, "u1", ts=21 * day)], highwaters={"user-attributes/0": 3, "user-attributes/1": 1}, now=200.0)
+    assert p.watermark == 21 * day, "partition 1, read to its end and silent past idle_after, no longer holds it back"
 
 
 def test_settings_survive_the_trip_through_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
