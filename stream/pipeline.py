@@ -196,20 +196,25 @@ class BatchProcessor:
                 texts.append((record, decoded))
         fresh = self._encode(texts)
         self._advance_watermark(highwaters, now, pending=self.pending + fresh if not self.clusterer.fitted else [])
+        new: list[_Text] = []  # texts the model learns from now (never before)
         if not self.clusterer.fitted:
             buffered = {(t.record.source, t.record.offset) for t in self.pending}
             self.pending.extend(t for t in fresh if (t.record.source, t.record.offset) not in buffered)
             if len(self.pending) >= self.clusterer.warmup or (force_fit and len(self.pending) >= self.clusterer.k):
                 self.clusterer.warm_start(np.stack([t.embedding for t in self.pending]))
-                fresh, self.pending = self.pending, []
-                self._learn_terms(fresh, self.clusterer.assign(np.stack([t.embedding for t in fresh]))[0])
+                fresh, new, self.pending = self.pending, self.pending, []
             else:
                 result.held = len(self.pending)
                 fresh = []
         elif fresh:
-            self._learn(fresh)
+            new = [t for t in fresh if t.record.offset > self.learned.get(t.record.source, -1)]
+            if new:
+                self.clusterer.learn(np.stack([t.embedding for t in new]))
         if fresh:
-            result.updates.extend(self._text_updates(fresh))
+            labels, _ = self.clusterer.assign(np.stack([t.embedding for t in fresh]))
+            learned_now = {id(t) for t in new}
+            self._learn_terms([(t, int(l)) for t, l in zip(fresh, labels) if id(t) in learned_now])
+            result.updates.extend(self._text_updates(fresh, labels))
         if not result.held:
             result.ticks = self._ticks()
         return result
@@ -272,24 +277,18 @@ class BatchProcessor:
         embeddings = self.encoder.encode(inputs)
         return [_Text(r, e, c, x) for (r, e), c, x in zip(texts, cleaned, embeddings)]
 
-    def _learn(self, items: Sequence[_Text]) -> None:
-        new = [t for t in items if t.record.offset > self.learned.get(t.record.source, -1)]
-        if not new:
-            return
-        self.clusterer.learn(np.stack([t.embedding for t in new]))
-        self._learn_terms(new, self.clusterer.assign(np.stack([t.embedding for t in new]))[0])
-
-    def _learn_terms(self, items: Sequence[_Text], labels: np.ndarray) -> None:
+    def _learn_terms(self, learned: Sequence[tuple[_Text, int]]) -> None:
         """Keyword counts follow the clusters: same decay, only for records learned for the first time."""
+        if not learned:
+            return
         if self.clusterer.half_life_events > 0:
-            self.terms.decay(0.5 ** (len(items) / self.clusterer.half_life_events))
-        for t, label in zip(items, labels):
-            self.terms.add(int(label), t.clean.tokens)
+            self.terms.decay(0.5 ** (len(learned) / self.clusterer.half_life_events))
+        for t, label in learned:
+            self.terms.add(label, t.clean.tokens)
             self.learned[t.record.source] = max(self.learned.get(t.record.source, -1), t.record.offset)
         self.terms.prune(MAX_TERMS_PER_CLUSTER)
 
-    def _text_updates(self, items: Sequence[_Text]) -> list[Update]:
-        labels, _ = self.clusterer.assign(np.stack([t.embedding for t in items]))
+    def _text_updates(self, items: Sequence[_Text], labels: np.ndarray) -> list[Update]:
         keywords = {c: [w for w, _ in kws] for c, kws in self.terms.top_keywords(KEYWORDS_PER_CLUSTER).items()}
         version = self.model_version
         updates = []
