@@ -12,18 +12,23 @@ from typing import Any
 
 import orjson
 
-from stream.app import load_encoder
-from stream.config import Settings
-from stream.feed import reviews_feed
-
 from bench.cpu_costs import measure_cpu_costs
 from bench.e2e import PREWARM_EVENTS, E2EConfig, run_e2e
 from bench.encoder_bench import measure_encoder
 from bench.inputs import (
-    DEFAULT_REVIEWS, REPO_ROOT, ModelChoice, choose_model, describe_machine, encoder_inputs, passage_prefix,
+    DEFAULT_REVIEWS,
+    REPO_ROOT,
+    ModelChoice,
+    choose_model,
+    describe_machine,
+    encoder_inputs,
+    passage_prefix,
     sample_reviews,
 )
 from bench.report import markdown, ratios
+from stream.config import Settings
+from stream.devtools.feed import reviews_feed
+from stream.worker.app import load_encoder
 
 CLUSTERS = 10
 WARMUP = 200  # small, so the pre-warm fits the clusterer within a few seconds

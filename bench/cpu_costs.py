@@ -18,16 +18,24 @@ import numpy as np
 import orjson
 from faust.utils import json as faust_json
 
-from stream.agents import rules_from
-from stream.app import build_processor
-from stream.clustering import OnlineClusterer
 from stream.config import Settings
-from stream.encoder import TransformerEncoder
-from stream.events import Event, decode
-from stream.pipeline import KEYWORDS_PER_CLUSTER, Record
-from stream.profile import Profile, Rules, apply_update, churn_step, make_update, new_profile, public_view
-from stream.sentiment import review_sentiment
-from stream.text import CleanText, clean, clean_many
+from stream.core.clustering import OnlineClusterer
+from stream.core.events import Event, decode
+from stream.core.profile import (
+    Profile,
+    Rules,
+    apply_update,
+    churn_step,
+    make_update,
+    new_profile,
+    public_view,
+)
+from stream.core.sentiment import review_sentiment
+from stream.core.text import CleanText, clean, clean_many
+from stream.worker.agents import rules_from
+from stream.worker.app import build_processor
+from stream.worker.encoder import TransformerEncoder
+from stream.worker.pipeline import KEYWORDS_PER_CLUSTER, Record
 
 T = TypeVar("T")
 PARTITIONS = 4

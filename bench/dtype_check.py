@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.encoder import TransformerEncoder
-
 from bench.inputs import DEFAULT_REVIEWS, encoder_inputs, passage_prefix, sample_reviews
+from stream.worker.encoder import TransformerEncoder
 
 
 def embeddings(model: str, texts: list[str], device: str, dtype: str) -> np.ndarray:

@@ -17,16 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.broker import LocalBroker, free_port
-from stream.config import Settings
-from stream.feed import FeedEvent, reviews_feed
-from stream.kafka_io import produce_feed
-from stream.topics import ensure_topics
-
-from stream.worker_process import WorkerProcess
-
 from bench.processes import PeakRss, cpu_seconds, disk_usage, rss_bytes
 from bench.watcher import ProfileWatcher
+from stream.config import Settings
+from stream.devtools.broker import LocalBroker, free_port
+from stream.devtools.feed import FeedEvent, reviews_feed
+from stream.devtools.produce import produce_feed
+from stream.devtools.worker_process import WorkerProcess
+from stream.kafka.topics import ensure_topics
 
 PREWARM_EVENTS = 256  # more than the clustering warm-up buffer, so the clusterer is fitted before timing starts
 

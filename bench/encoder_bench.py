@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from stream.batching import arrival_batches
-from stream.encoder import TransformerEncoder
+from stream.core.batching import arrival_batches
+from stream.worker.encoder import TransformerEncoder
 
 Plan = Callable[[list[int]], list[list[int]]]
 

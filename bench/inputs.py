@@ -8,9 +8,9 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from stream.encoder import resolve_model
-from stream.feed import load_labelled_reviews
-from stream.text import clean_many
+from stream.core.text import clean_many
+from stream.devtools.feed import load_labelled_reviews
+from stream.worker.encoder import resolve_model
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REVIEWS = REPO_ROOT.parent / "shared" / "data" / "reviews_10cats.csv"
@@ -43,7 +43,7 @@ def choose_model(requested: str, scratch: Path) -> ModelChoice:
         return ModelChoice(requested, "given by --model / STREAM_MODEL")
     if e5_built():
         return ModelChoice(str(E5_DIR), "multilingual-e5-small built locally (/tmp/e5.log rc=0)")
-    from stream.tinymodel import build_tiny_bert
+    from stream.devtools.tinymodel import build_tiny_bert
 
     path = build_tiny_bert(scratch / "tiny-bert")
     return ModelChoice(

@@ -36,16 +36,14 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
-from stream.broker import LocalBroker, free_port
-from stream.config import Settings
-from stream.kafka_io import make_producer
-from stream.tinymodel import build_tiny_bert
-from stream.topics import ensure_topics
-
 from bench.inputs import REPO_ROOT
-from stream.worker_process import WorkerProcess, http_get
-
 from bench.processes import cpu_seconds, disk_usage
+from stream.config import Settings
+from stream.devtools.broker import LocalBroker, free_port
+from stream.devtools.tinymodel import build_tiny_bert
+from stream.devtools.worker_process import WorkerProcess, http_get
+from stream.kafka.clients import make_producer
+from stream.kafka.topics import ensure_topics
 
 TS = "2026-01-01T00:00:00Z"
 EVENTS_PER_USER = 2  # one user_attributes + one order

@@ -14,7 +14,7 @@ from stream.config import Settings
 
 
 def _local_broker(settings: Settings):  # noqa: ANN202 - imported lazily to keep `stream --help` fast
-    from stream.broker import LocalBroker
+    from stream.devtools.broker import LocalBroker
 
     return LocalBroker(
         data_dir=settings.data_dir / f"broker-{settings.broker_port}",
@@ -44,7 +44,7 @@ def cmd_broker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
-    from stream.topics import ensure_topics
+    from stream.kafka.topics import ensure_topics
 
     created = ensure_topics(settings)
     print(f"created: {', '.join(created) or 'none (all present)'}; partitions={settings.partitions}")
@@ -54,8 +54,8 @@ def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     import faust
 
-    from stream.app import create_app
-    from stream.topics import ensure_topics
+    from stream.kafka.topics import ensure_topics
+    from stream.worker.app import create_app
 
     ensure_topics(settings)
     app = create_app(settings)
@@ -64,7 +64,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _feed(settings: Settings, args: argparse.Namespace):  # noqa: ANN202
-    from stream import feed
+    from stream.devtools import feed
 
     if args.file:
         return feed.read_jsonl(args.file)
@@ -75,7 +75,7 @@ def _feed(settings: Settings, args: argparse.Namespace):  # noqa: ANN202
 
 
 def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
-    from stream.kafka_io import produce_feed
+    from stream.devtools.produce import produce_feed
 
     counts = produce_feed(settings, _feed(settings, args), rate=args.rate)
     print(json.dumps({"produced": counts}, ensure_ascii=False))
@@ -104,7 +104,7 @@ def cmd_profile(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_model(settings: Settings, args: argparse.Namespace) -> int:
-    from stream.tinymodel import build_tiny_bert
+    from stream.devtools.tinymodel import build_tiny_bert
 
     path = build_tiny_bert(args.path, hidden=args.hidden, layers=args.layers, heads=args.heads, seed=args.seed)
     print(f"tiny random-weight BERT written to {path}: for tests and offline demos only, its clusters carry no meaning")
@@ -112,7 +112,7 @@ def cmd_model(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_tail(settings: Settings, args: argparse.Namespace) -> int:
-    from stream.kafka_io import read_topic
+    from stream.kafka.clients import read_topic
 
     topic = {"profiles": settings.topic_profiles, "dead-letters": settings.topic_dead_letters}.get(args.topic, args.topic)
     for key, value in read_topic(settings, topic, from_beginning=not args.new, follow=args.follow or args.new):
@@ -121,7 +121,7 @@ def cmd_tail(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_alerts(settings: Settings, args: argparse.Namespace) -> int:
-    from stream.kafka_io import read_topic
+    from stream.kafka.clients import read_topic
 
     for _, value in read_topic(settings, settings.topic_alerts, from_beginning=not args.new, follow=args.follow or args.new):
         if value is None:
@@ -133,8 +133,8 @@ def cmd_alerts(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_forget(settings: Settings, args: argparse.Namespace) -> int:
-    from stream.feed import FeedEvent
-    from stream.kafka_io import produce_feed
+    from stream.devtools.feed import FeedEvent
+    from stream.devtools.produce import produce_feed
 
     now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     request = {"event_id": f"forget-{args.user_id}-{now}", "user_id": args.user_id, "ts": now, "reason": args.reason}
@@ -144,7 +144,7 @@ def cmd_forget(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
-    from stream.evaluate import format_report, run_eval
+    from stream.devtools.evaluate import format_report, run_eval
 
     result = run_eval(
         args.path,
@@ -170,7 +170,7 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
 def _demo_model(settings: Settings) -> str:
     if settings.model:
         return settings.model
-    from stream.tinymodel import build_tiny_bert
+    from stream.devtools.tinymodel import build_tiny_bert
 
     path = settings.cache_dir / "models" / "tiny-bert-zh"
     if not (path / "config.json").exists():
@@ -197,9 +197,10 @@ def _summary(profile: dict) -> str:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from stream.kafka_io import produce_feed, read_topic
-    from stream.topics import ensure_topics
-    from stream.worker_process import WorkerProcess
+    from stream.devtools.produce import produce_feed
+    from stream.devtools.worker_process import WorkerProcess
+    from stream.kafka.clients import read_topic
+    from stream.kafka.topics import ensure_topics
 
     broker = _local_broker(settings)
     broker.start()

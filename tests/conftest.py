@@ -13,7 +13,7 @@ from stream.config import Settings
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight BERT with a Chinese character vocabulary, built offline once per session."""
-    from stream.tinymodel import build_tiny_bert
+    from stream.devtools.tinymodel import build_tiny_bert
 
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
@@ -21,7 +21,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     """A real single-node KRaft broker started by the project's own code on free ports."""
-    from stream.broker import LocalBroker, free_port
+    from stream.devtools.broker import LocalBroker, free_port
 
     cache = Path(os.environ.get("STREAM_CACHE_DIR", Path.home() / ".cache" / "stream-profiles"))
     b = LocalBroker(tmp_path_factory.mktemp("broker"), cache, port=free_port(), controller_port=free_port())
@@ -35,7 +35,7 @@ def settings_factory(tmp_path: Path, tiny_model: Path):  # noqa: ANN201
     """Settings isolated per test: own data dir and topic names, tiny model, small clustering."""
 
     def make(broker: str = "127.0.0.1:1", **overrides: object) -> Settings:
-        from stream.broker import free_port
+        from stream.devtools.broker import free_port
 
         name = tmp_path.name.replace("_", "-")[-40:]
         values: dict[str, object] = {

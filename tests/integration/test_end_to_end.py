@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from stream.feed import FeedEvent, demo_feed
-from stream.kafka_io import produce_feed
-from stream.topics import ensure_topics
-from stream.worker_process import WorkerProcess
+from stream.devtools.feed import FeedEvent, demo_feed
+from stream.devtools.produce import produce_feed
+from stream.devtools.worker_process import WorkerProcess
+from stream.kafka.topics import ensure_topics
 
 from .worker_process import wait_for_counts
 

@@ -19,12 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from stream.broker import LocalBroker, free_port
-from stream.feed import FeedEvent, demo_feed
-from stream.kafka_io import make_producer, produce_feed, read_topic
-from stream.profile import DAY_MS
-from stream.topics import ensure_topics
-from stream.worker_process import WorkerProcess
+from stream.core.profile import DAY_MS
+from stream.devtools.broker import LocalBroker, free_port
+from stream.devtools.feed import FeedEvent, demo_feed
+from stream.devtools.produce import produce_feed
+from stream.devtools.worker_process import WorkerProcess
+from stream.kafka.clients import make_producer, read_topic
+from stream.kafka.topics import ensure_topics
 
 from .worker_process import latest_profiles
 

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from stream import rfm
-from stream.events import parse_ts
-from stream.feed import FeedEvent, demo_feed
-from stream.kafka_io import produce_feed, read_topic
-from stream.profile import DAY_MS
-from stream.topics import ensure_topics
-from stream.worker_process import WorkerProcess
+from stream.core import rfm
+from stream.core.events import parse_ts
+from stream.core.profile import DAY_MS
+from stream.devtools.feed import FeedEvent, demo_feed
+from stream.devtools.produce import produce_feed
+from stream.devtools.worker_process import WorkerProcess
+from stream.kafka.clients import read_topic
+from stream.kafka.topics import ensure_topics
 
 from .test_end_to_end import expected_counts
 from .worker_process import wait_for_counts, wait_for_watermark

@@ -6,8 +6,8 @@ import json
 import time
 
 from stream.config import Settings
-from stream.kafka_io import read_topic
-from stream.worker_process import WorkerProcess
+from stream.devtools.worker_process import WorkerProcess
+from stream.kafka.clients import read_topic
 
 
 def latest_profiles(settings: Settings) -> dict[str, dict]:

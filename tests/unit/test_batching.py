@@ -1,4 +1,4 @@
-"""Tests for stream.batching: every text is encoded exactly once, batches stay under the token budget."""
+"""Tests for stream.core.batching: every text is encoded exactly once, batches stay under the token budget."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.batching import arrival_batches, padded_tokens, token_budget_batches
+from stream.core.batching import arrival_batches, padded_tokens, token_budget_batches
 
 lengths_st = st.lists(st.integers(min_value=0, max_value=600), max_size=200)
 budget_st = st.integers(min_value=1, max_value=4096)

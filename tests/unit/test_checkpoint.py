@@ -1,4 +1,4 @@
-"""Tests for stream.checkpoint: a reader sees the old or the new content, never a torn or stray file."""
+"""Tests for stream.worker.checkpoint: a reader sees the old or the new content, never a torn or stray file."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from stream import checkpoint
-from stream.checkpoint import read, write_atomic
+from stream.worker import checkpoint
+from stream.worker.checkpoint import read, write_atomic
 
 
 def test_write_then_read_returns_the_bytes(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Tests for stream.clustering: warm start quality, online learning, snapshots and forgetting."""
+"""Tests for stream.core.clustering: warm start quality, online learning, snapshots and forgetting."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import sklearn
 from sklearn.metrics import normalized_mutual_info_score as nmi
 
-from stream.clustering import SNAPSHOT_FORMAT, OnlineClusterer, SnapshotMismatch
+from stream.core.clustering import SNAPSHOT_FORMAT, OnlineClusterer, SnapshotMismatch
 
 DIM = 16
 

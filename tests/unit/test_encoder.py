@@ -1,4 +1,4 @@
-"""Tests for stream.encoder with the tiny local BERT: shapes, batching invariance, model lookup, versions."""
+"""Tests for stream.worker.encoder with the tiny local BERT: shapes, batching invariance, model lookup, versions."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream.batching import arrival_batches
-from stream.encoder import ModelNotFound, TransformerEncoder, resolve_model
+from stream.core.batching import arrival_batches
+from stream.worker.encoder import ModelNotFound, TransformerEncoder, resolve_model
 
 HIDDEN = 64  # build_tiny_bert's default
 
@@ -147,7 +147,7 @@ def test_model_directory_resolves_to_itself(tiny_model: Path) -> None:
 
 @pytest.fixture(scope="module")
 def two_seeds(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from stream.tinymodel import build_tiny_bert
+    from stream.devtools.tinymodel import build_tiny_bert
 
     root = tmp_path_factory.mktemp("seeds")
     return build_tiny_bert(root / "model", seed=1), build_tiny_bert(root / "other" / "model", seed=2)

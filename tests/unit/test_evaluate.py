@@ -1,4 +1,4 @@
-"""Tests for stream.evaluate on small generated CSVs: structure with a real (tiny) transformer,
+"""Tests for stream.devtools.evaluate on small generated CSVs: structure with a real (tiny) transformer,
 quality with a deterministic fake encoder whose embeddings depend on the category words."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from sklearn.cluster import KMeans
 
-from stream.encoder import TransformerEncoder
-from stream.evaluate import (
+from stream.core.text import clean_many, stopwords
+from stream.devtools.evaluate import (
     Scores,
     drift_phases,
     format_report,
@@ -22,7 +22,7 @@ from stream.evaluate import (
     sample_rows,
     stream_assignments,
 )
-from stream.text import clean_many, stopwords
+from stream.worker.encoder import TransformerEncoder
 
 CATEGORY_WORDS = {
     "手机": ("屏幕", "电池", "信号", "充电", "像素", "摄像头"),

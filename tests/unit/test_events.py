@@ -1,4 +1,4 @@
-"""Tests for stream.events: every record is either an Event or a Rejected with a reason; nothing raises."""
+"""Tests for stream.core.events: every record is either an Event or a Rejected with a reason; nothing raises."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream.events import KINDS, Event, Rejected, decode, format_ts, parse_ts
+from stream.core.events import KINDS, Event, Rejected, decode, format_ts, parse_ts
 
 MAX_TEXT = 200
 YEAR_2100_MS = 4102444800000

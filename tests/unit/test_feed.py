@@ -10,10 +10,19 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from stream.feed import (CATEGORIES, KINDS, FeedEvent, demo_feed, load_labelled_reviews, read_jsonl, reviews_feed,
-                         write_jsonl)
+from stream.devtools.feed import (
+    CATEGORIES,
+    KINDS,
+    FeedEvent,
+    demo_feed,
+    load_labelled_reviews,
+    read_jsonl,
+    reviews_feed,
+    write_jsonl,
+)
 
 TS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 COMMON = {"event_id": str, "user_id": str, "ts": str}

@@ -1,4 +1,4 @@
-"""Tests for stream.keywords: c-TF-IDF ranking, bounded memory, mergeable and JSON-safe counts."""
+"""Tests for stream.core.keywords: c-TF-IDF ranking, bounded memory, mergeable and JSON-safe counts."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.keywords import ClusterTerms
-from stream.text import clean, stopwords
+from stream.core.keywords import ClusterTerms
+from stream.core.text import clean, stopwords
 
 
 def test_ctfidf_scores_match_the_formula() -> None:

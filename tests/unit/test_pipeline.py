@@ -1,4 +1,4 @@
-"""Tests for stream.pipeline.BatchProcessor with a fake encoder: dead letters, warm-up holding, idempotent learning."""
+"""Tests for stream.worker.pipeline.BatchProcessor with a fake encoder: dead letters, warm-up holding, idempotent learning."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import fastjsonschema
 import numpy as np
 import pytest
 
-from stream.clustering import OnlineClusterer
-from stream.events import format_ts, schema
-from stream.pipeline import BatchProcessor, Record
-from stream.profile import unpack_vector
-from stream.text import clean
+from stream.core.clustering import OnlineClusterer
+from stream.core.events import format_ts, schema
+from stream.core.profile import unpack_vector
+from stream.core.text import clean
+from stream.worker.pipeline import BatchProcessor, Record
 
 K, WARMUP, DIM = 3, 12, 16
 TS = 1767225600000  # 2026-01-01T00:00:00Z

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from stream.clustering import OnlineClusterer
 from stream.config import Settings
-from stream.pipeline import BatchProcessor, Record
-from stream.privacy import pseudonym
+from stream.core.clustering import OnlineClusterer
+from stream.core.privacy import pseudonym
+from stream.worker.pipeline import BatchProcessor, Record
 
 from .test_pipeline import FakeEncoder
 

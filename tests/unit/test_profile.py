@@ -10,10 +10,11 @@ from pathlib import Path
 import fastjsonschema
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from stream import rfm
-from stream.profile import (
+from stream.core import rfm
+from stream.core.profile import (
     DAY_MS,
     Rules,
     apply_update,

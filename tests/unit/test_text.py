@@ -1,4 +1,4 @@
-"""Tests for stream.text: PII never reaches the encoder, keywords stay meaningful, nothing raises."""
+"""Tests for stream.core.text: PII never reaches the encoder, keywords stay meaningful, nothing raises."""
 
 from __future__ import annotations
 
@@ -11,7 +11,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.text import PLACEHOLDERS, CleanText, clean, clean_many, mask_pii, normalize, stopwords
+from stream.core.text import (
+    PLACEHOLDERS,
+    CleanText,
+    clean,
+    clean_many,
+    mask_pii,
+    normalize,
+    stopwords,
+)
 
 ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 ID_CHECK = "10X98765432"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import faust
 
-from stream.agents import register
-from stream.clustering import OnlineClusterer
 from stream.config import Settings
-from stream.encoder import Encoder, TransformerEncoder
-from stream.pipeline import BatchProcessor
-from stream.security import faust_credentials
+from stream.core.clustering import OnlineClusterer
+from stream.kafka.security import faust_credentials
+from stream.worker.agents import register
+from stream.worker.encoder import Encoder, TransformerEncoder
+from stream.worker.pipeline import BatchProcessor
 
 
 def load_encoder(settings: Settings) -> TransformerEncoder:

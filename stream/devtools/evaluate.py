@@ -3,8 +3,8 @@
 A streaming system publishes each event's cluster *when the event arrives*, from centres
 that have seen only the past. So the number that matters is the quality of those
 stream-time assignments, not of the final model. :func:`run_eval` replays a labelled CSV
-through exactly the service's path (``stream.text.clean_many`` → encoder →
-:class:`~stream.clustering.OnlineClusterer` warm start, then ``learn`` + ``assign`` per
+through exactly the service's path (``stream.core.text.clean_many`` → encoder →
+:class:`~stream.core.clustering.OnlineClusterer` warm start, then ``learn`` + ``assign`` per
 micro-batch) and compares
 
 * the **online** assignments at stream time (and the final model's, for reference),
@@ -13,7 +13,7 @@ micro-batch) and compares
   streaming costs from what the encoder costs,
 
 with NMI, ARI and V-measure against the labels, and shows per cluster its c-TF-IDF
-keywords (:class:`~stream.keywords.ClusterTerms`), majority label and purity.
+keywords (:class:`~stream.core.keywords.ClusterTerms`), majority label and purity.
 
 The CSV is sampled reproducibly and shuffled: labelled files are usually sorted by label,
 and a stream in file order would be one long concept drift. Drift is measured on purpose
@@ -36,13 +36,22 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.cluster import KMeans
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, v_measure_score
+from sklearn.metrics import (
+    adjusted_rand_score,
+    normalized_mutual_info_score,
+    v_measure_score,
+)
 
-from stream.clustering import OnlineClusterer
-from stream.encoder import Encoder, TransformerEncoder, model_fingerprint, resolve_model
-from stream.feed import load_labelled_reviews
-from stream.keywords import ClusterTerms
-from stream.text import clean_many
+from stream.core.clustering import OnlineClusterer
+from stream.core.keywords import ClusterTerms
+from stream.core.text import clean_many
+from stream.devtools.feed import load_labelled_reviews
+from stream.worker.encoder import (
+    Encoder,
+    TransformerEncoder,
+    model_fingerprint,
+    resolve_model,
+)
 
 E5_PREFIX = "passage: "
 DEFAULT_DRIFT_HALF_LIFE = 500.0  # events; used for the "with decay" replay when half_life_events is 0

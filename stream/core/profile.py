@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from stream import churn, rfm
-from stream.events import format_ts
+from stream.core import churn, rfm
+from stream.core.events import format_ts
 
 SCHEMA_VERSION = 2
 DAY_MS = 86_400_000

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import cache
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import orjson
 
 MAX_TS_MS = 253402300799999  # 9999-12-31T23:59:59.999Z, the largest time RFC 3339 can write
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMA_DIR = Path(str(files("stream").joinpath("schemas")))  # package data; schemas/ at the repository root links here
 
 #: event kind -> (schema file, field holding the free text, if any)
 KINDS: dict[str, tuple[str, str | None]] = {

@@ -6,7 +6,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from stream.config import Settings
-from stream.security import confluent_config
+from stream.kafka.security import confluent_config
 
 _WEEK_MS = 7 * 24 * 3600 * 1000
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from stream.batching import token_budget_batches
+from stream.core.batching import token_budget_batches
 
 if TYPE_CHECKING:
     import torch

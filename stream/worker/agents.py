@@ -27,21 +27,18 @@ import hmac
 import logging
 import time
 import urllib.parse
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import faust
 from faust.web import Request, Response, View
 
-from stream import checkpoint
-from stream.clustering import OnlineClusterer, SnapshotMismatch
 from stream.config import Settings
-from stream.kafka_io import committed_offsets, read_topic
-from stream.pipeline import KEYWORDS_PER_CLUSTER, BatchProcessor, BatchResult, Record
-from stream.privacy import pseudonym
-from stream.profile import (
+from stream.core.clustering import OnlineClusterer, SnapshotMismatch
+from stream.core.privacy import pseudonym
+from stream.core.profile import (
     Profile,
     Rules,
     already_applied,
@@ -50,6 +47,14 @@ from stream.profile import (
     make_tick,
     new_profile,
     public_view,
+)
+from stream.kafka.clients import committed_offsets, read_topic
+from stream.worker import checkpoint
+from stream.worker.pipeline import (
+    KEYWORDS_PER_CLUSTER,
+    BatchProcessor,
+    BatchResult,
+    Record,
 )
 
 log = logging.getLogger(__name__)
@@ -329,7 +334,7 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
 
     @app.agent(updates, name="apply")
     async def apply(stream: faust.StreamT) -> None:
-        async for event in stream.events():
+        async for event in stream.core.events():
             update, partition = event.value, event.message.partition
             if update.get("kind") == "tick":
                 await on_tick(int(update["watermark"]), partition)

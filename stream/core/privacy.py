@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from stream.text import mask_pii, normalize
+from stream.core.text import mask_pii, normalize
 
 PSEUDONYM_PREFIX = "p_"
 

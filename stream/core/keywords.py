@@ -21,7 +21,7 @@ Ranking is BERTopic's c-TF-IDF: all texts of a cluster form one document, and
 
 so a word frequent in one cluster but rare elsewhere ranks first, while a word every
 cluster uses (e.g. 质量, 不错) sinks, without needing a stopword list per domain.
-Tokens are expected to be stopword-filtered already (``stream.text.clean``).
+Tokens are expected to be stopword-filtered already (``stream.core.text.clean``).
 
 >>> terms = ClusterTerms()
 >>> terms.add(0, ["屏幕", "电池", "屏幕", "质量"])

@@ -21,14 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from stream.clustering import OnlineClusterer
-from stream.encoder import Encoder
-from stream.events import Event, Rejected, decode, format_ts
-from stream.keywords import ClusterTerms
-from stream.privacy import contains_pii, pseudonym, scrub
-from stream.profile import ATTRIBUTES, Update, make_update
-from stream.sentiment import review_sentiment
-from stream.text import CleanText, clean_many, mask_pii
+from stream.core.clustering import OnlineClusterer
+from stream.core.events import Event, Rejected, decode, format_ts
+from stream.core.keywords import ClusterTerms
+from stream.core.privacy import contains_pii, pseudonym, scrub
+from stream.core.profile import ATTRIBUTES, Update, make_update
+from stream.core.sentiment import review_sentiment
+from stream.core.text import CleanText, clean_many, mask_pii
+from stream.worker.encoder import Encoder
 
 KEYWORDS_PER_CLUSTER = 5
 SCRUBBED = ("category", "region", "occupation", "item_id", "order_id")  # free-form strings that may reach outputs

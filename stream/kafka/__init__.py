@@ -1,0 +1,1 @@
+"""Kafka plumbing shared by the worker and the tools: topics, clients, security settings."""
