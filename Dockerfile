@@ -4,7 +4,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY stream ./stream
 COPY schemas ./schemas
-RUN pip install --no-cache-dir -e .
+RUN pip install --no-cache-dir .
 ENV HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 EXPOSE 6066
 CMD ["stream", "worker"]
