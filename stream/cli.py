@@ -77,8 +77,9 @@ def _feed(settings: Settings, args: argparse.Namespace):  # noqa: ANN202
 def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
     from stream.devtools.produce import produce_feed
 
-    counts = produce_feed(settings, _feed(settings, args), rate=args.rate)
-    print(json.dumps({"produced": counts}, ensure_ascii=False))
+    total = None if args.file else args.events
+    counts = produce_feed(settings, _feed(settings, args), rate=args.rate, total=total, show_progress=True)
+    print(json.dumps({"produced": counts, "acknowledged": sum(counts.values())}, ensure_ascii=False))
     return 0
 
 
@@ -212,7 +213,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     worker.start()
     print(f"worker started (pid {worker.pid}, log {worker.log_path}); producing {args.events} demo events...", flush=True)
     try:
-        counts = produce_feed(settings, _feed(settings, args), rate=args.rate)
+        counts = produce_feed(settings, _feed(settings, args), rate=args.rate, total=args.events, show_progress=True)
         produced = sum(counts.values())
         print(f"produced {counts}; profiles arriving on topic '{settings.topic_profiles}':", flush=True)
         latest: dict[str, dict] = {}

@@ -1,0 +1,31 @@
+"""Progress bars for the long commands (produce, eval, bench): rate and ETA, on a terminal only.
+
+tqdm draws on stderr and only when stderr is a terminal, so logs, pipes and CI output stay
+free of carriage-return noise while whatever the command prints on stdout stays clean.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from typing import TypeVar
+
+from tqdm import tqdm
+
+T = TypeVar("T")
+
+
+def progress(total: float | None, desc: str, unit: str = "it") -> tqdm:
+    """A bar with count, rate and ETA (ETA once ``total`` is known); a no-op object off a terminal."""
+    return tqdm(
+        total=total, desc=desc, unit=unit, unit_scale=True, dynamic_ncols=True, smoothing=0.1,
+        file=sys.stderr, disable=not sys.stderr.isatty(), leave=True,
+    )
+
+
+def track(items: Iterable[T], total: float | None, desc: str, unit: str = "it") -> Iterable[T]:
+    """``items`` with a progress bar advancing once per item."""
+    with progress(total, desc, unit) as bar:
+        for item in items:
+            yield item
+            bar.update(1)
