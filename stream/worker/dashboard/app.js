@@ -144,7 +144,8 @@ async function refreshClusters() {
     series: [{
       type: "scatter",
       data: clusters.map((c) => ({ value: [c.x, c.y], cluster: c, symbolSize: 16 + 54 * Math.sqrt(c.size / biggest) })),
-      itemStyle: { opacity: 0.75 },
+      colorBy: "data",
+      itemStyle: { opacity: 0.8 },
       label: { show: true, position: "top", fontSize: 13, color: "#1d2330", formatter: (p) => `#${p.data.cluster.cluster} ${p.data.cluster.keywords.slice(0, 3).join(" ")}` },
     }],
   }, true);
