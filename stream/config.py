@@ -10,8 +10,10 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stream.core.events import Limits
 
 
 def _default_data_dir() -> Path:
@@ -67,7 +69,9 @@ class Settings(BaseSettings):
     # Micro-batching
     batch_size: int = Field(256, ge=1, description="max events per micro-batch")
     batch_wait: float = Field(0.2, gt=0, description="max seconds a micro-batch waits to fill")
-    max_text_chars: int = Field(2000, ge=1, description="longer texts are dead-lettered")
+    max_text_chars: int = Field(2000, ge=1, description="longer texts are cut to this for the encoder; the cut is recorded")
+    reject_text_chars: int = Field(100_000, ge=1, description="longer texts are dead-lettered (records near the broker's 1 MB limit)")
+    max_future_seconds: float = Field(300.0, ge=0, description="events whose time is further ahead of the wall clock are dead-lettered")
 
     # Clustering
     clusters: int = Field(10, ge=2)
@@ -111,6 +115,18 @@ class Settings(BaseSettings):
         for name, value in self.model_dump(mode="json").items():
             out[f"STREAM_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
         return out
+
+    @model_validator(mode="after")
+    def _text_limits_ordered(self) -> Settings:
+        if self.reject_text_chars < self.max_text_chars:
+            raise ValueError("STREAM_REJECT_TEXT_CHARS must be at least STREAM_MAX_TEXT_CHARS")
+        return self
+
+    @property
+    def decode_limits(self) -> Limits:
+        """What the edge accepts beyond the schemas (stream.core.events.decode)."""
+        return Limits(max_text_chars=self.max_text_chars, reject_text_chars=self.reject_text_chars,
+                      max_future_ms=round(self.max_future_seconds * 1000))
 
     @property
     def warmup_size(self) -> int:

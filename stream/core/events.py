@@ -1,15 +1,24 @@
 """Decoding and validation of input events at the edge.
 
-Every record is either an :class:`Event` or a :class:`Rejected` with a human-readable
-reason; nothing here raises on input, so a worker never dies on a bad record.
-Contracts are the JSON Schemas in ``schemas/``, compiled once with fastjsonschema
-(about 10x faster than jsonschema per event).
+Every record is either an :class:`Event` or a :class:`Rejected` with a reason from
+:class:`Reason` (the enum of ``schemas/dead-letter.schema.json``); nothing here raises on
+input, so a worker never dies on a bad record. Contracts are the JSON Schemas in
+``schemas/``, compiled once with fastjsonschema (about 10x faster than jsonschema per event).
+
+Beyond the schemas, :func:`decode` enforces what a schema cannot say: no duplicate keys at
+any depth (last-wins parsing would let ``user_id`` disagree with itself), event time within
+[2000-01-01, wall clock + ``max_future_ms``] (one record from year 9999 would otherwise move
+the watermark for everyone), order amounts exact from the JSON literal, and a hard text size.
 """
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from enum import StrEnum
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
@@ -19,6 +28,11 @@ import fastjsonschema
 import orjson
 
 MAX_TS_MS = 253402300799999  # 9999-12-31T23:59:59.999Z, the largest time RFC 3339 can write
+#: Oldest accepted event time, 2000-01-01T00:00:00Z: older times are zero defaults or epoch
+#: seconds sent as milliseconds (2026 in seconds reads as January 1970), not e-commerce events.
+MIN_EVENT_TS_MS = 946684800000
+MAX_AMOUNT = Decimal("999999999999.99")  # what the text form allows: 12 integer digits, 2 decimals
+_CENT = Decimal("0.01")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 SCHEMA_DIR = Path(str(files("stream").joinpath("schemas")))  # package data; schemas/ at the repository root links here
 
@@ -32,9 +46,39 @@ KINDS: dict[str, tuple[str, str | None]] = {
 }
 
 
+class Reason(StrEnum):
+    """Every reason a record can be dead-lettered for; equals the enum in dead-letter.schema.json."""
+
+    EMPTY = "empty record"
+    NOT_JSON = "not valid JSON"
+    NOT_OBJECT = "not a JSON object"
+    DUPLICATE_KEY = "duplicate key"
+    SCHEMA = "schema violation"
+    BAD_TIME = "unparseable event time"
+    FUTURE_TIME = "event time in the future"
+    OLD_TIME = "event time too old"
+    TEXT_TOO_LONG = "text too long"
+    UNKNOWN_KIND = "unknown event type"
+    CURRENCY = "unsupported currency"
+    PII_USER_ID = "personal data in user_id"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What :func:`decode` accepts beyond the schemas; the worker builds it from its settings."""
+
+    max_text_chars: int  # longer texts are cut to this for the encoder (the cut is recorded)
+    reject_text_chars: int  # longer texts are rejected: such records approach the broker's message limit
+    max_future_ms: int  # event time may be at most this far ahead of the wall clock
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
-    """A valid input event; ``ts_ms`` is event time in epoch milliseconds; ``text`` is None for non-text kinds."""
+    """A valid input event; ``ts_ms`` is event time in epoch milliseconds; ``text`` is None for non-text kinds.
+
+    ``fields`` is the record's object with the text cut like ``text`` and an order ``amount``
+    as exact 2-decimal text; ``text_cut`` counts the characters cut from the text.
+    """
 
     kind: str
     event_id: str | None
@@ -42,13 +86,14 @@ class Event:
     ts_ms: int
     text: str | None
     fields: dict[str, Any]
+    text_cut: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """Why a record cannot be processed; it goes to the dead-letter topic."""
 
-    reason: str
+    reason: Reason
     error: str
 
 
@@ -100,33 +145,91 @@ def format_ts(ms: int) -> str:
     return (_EPOCH + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def decode(kind: str, value: bytes | None, *, max_text_chars: int) -> Event | Rejected:
-    """Turn raw record bytes of a ``kind`` topic into an event, or say why not."""
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _DuplicateKey(Counter(k for k, _ in pairs).most_common(1)[0][0])
+    return obj
+
+
+# Second, exact parse: orjson (strict UTF-8, no NaN, no lone surrogates) decides what is JSON;
+# this one finds duplicate keys at any depth and keeps number literals exact.
+_EXACT = json.JSONDecoder(object_pairs_hook=_unique_pairs, parse_float=Decimal)
+
+
+def decode(kind: str, value: bytes | None, *, now_ms: int, limits: Limits) -> Event | Rejected:
+    """Turn raw record bytes of a ``kind`` topic into an event, or say why not.
+
+    ``now_ms`` is the wall clock (epoch milliseconds) that bounds event time from above.
+    """
     if kind not in KINDS:
-        return Rejected("unknown event type", f"no contract for {kind!r}")
+        return Rejected(Reason.UNKNOWN_KIND, f"no contract for {kind!r}")
     if value is None:
-        return Rejected("empty record", "record has no value")
+        return Rejected(Reason.EMPTY, "record has no value")
     try:
         obj = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
-        return Rejected("not valid JSON", str(exc))
+        return Rejected(Reason.NOT_JSON, str(exc))
     if not isinstance(obj, dict):
-        return Rejected("not a JSON object", f"top-level {type(obj).__name__}")
+        return Rejected(Reason.NOT_OBJECT, f"top-level {type(obj).__name__}")
+    try:
+        exact = _EXACT.decode(value.decode("utf-8"))
+    except _DuplicateKey as exc:
+        return Rejected(Reason.DUPLICATE_KEY, f"key {str(exc)[:64]!r} appears twice in one object")
+    except (ValueError, RecursionError) as exc:  # orjson accepted it, so only nesting deeper than Python's stack
+        return Rejected(Reason.NOT_JSON, str(exc)[:200])
     try:
         _validator(kind)(obj)
     except fastjsonschema.JsonSchemaValueException as exc:
-        return Rejected("schema violation", exc.message)
+        return Rejected(Reason.SCHEMA, exc.message)
     try:
         ts_ms = parse_ts(obj["ts"])
     except (ValueError, OverflowError, OSError) as exc:
-        return Rejected("unparseable event time", str(exc))
+        return Rejected(Reason.BAD_TIME, str(exc))
+    if ts_ms > now_ms + limits.max_future_ms:
+        return Rejected(
+            Reason.FUTURE_TIME,
+            f"{format_ts(ts_ms)} is more than {limits.max_future_ms / 1000:g} s after the clock ({format_ts(now_ms)})",
+        )
+    if ts_ms < MIN_EVENT_TS_MS:
+        return Rejected(Reason.OLD_TIME, f"{format_ts(ts_ms)} is before {format_ts(MIN_EVENT_TS_MS)} (epoch seconds?)")
     text_field = KINDS[kind][1]
-    text = obj[text_field] if text_field else None
-    if text is not None and len(text) > max_text_chars:
-        return Rejected("text too long", f"{len(text)} characters > limit {max_text_chars}")
+    text: str | None = obj[text_field] if text_field else None
+    cut = 0
+    if text is not None:
+        if len(text) > limits.reject_text_chars:
+            return Rejected(Reason.TEXT_TOO_LONG, f"{len(text)} characters > limit {limits.reject_text_chars}")
+        if len(text) > limits.max_text_chars:
+            cut = len(text) - limits.max_text_chars
+            text = obj[text_field] = text[: limits.max_text_chars]
+    if kind == "order":
+        amount = _exact_amount(exact["amount"])
+        if isinstance(amount, Rejected):
+            return amount
+        obj["amount"] = amount
     if kind == "user_attributes" and obj.get("registered_at") is not None:
         try:
             obj["registered_at"] = format_ts(parse_ts(obj["registered_at"]))
         except (ValueError, OverflowError, OSError) as exc:
-            return Rejected("unparseable event time", f"registered_at: {exc}")
-    return Event(kind, obj.get("event_id"), obj["user_id"], ts_ms, text, obj)
+            return Rejected(Reason.BAD_TIME, f"registered_at: {exc}")
+    return Event(kind, obj.get("event_id"), obj["user_id"], ts_ms, text, obj, cut)
+
+
+def _exact_amount(literal: str | int | Decimal) -> str | Rejected:
+    """An order amount as exact 2-decimal text, from its JSON literal (text or number), never via a float.
+
+    >>> _exact_amount(Decimal("129.9")), _exact_amount(12), _exact_amount("0.5")
+    ('129.90', '12.00', '0.50')
+    """
+    shown = str(literal)[:40]
+    amount = Decimal(literal).copy_abs()  # exact (abs() rounds to 28 digits); the schema refused negatives; folds -0
+    if amount > MAX_AMOUNT:
+        return Rejected(Reason.SCHEMA, f"amount {shown} is above {MAX_AMOUNT}")
+    cents = amount.quantize(_CENT)  # at most 14 digits: exact under the default 28-digit context
+    if cents != amount:
+        return Rejected(Reason.SCHEMA, f"amount {shown} has more than 2 decimal places")
+    return f"{cents:f}"

@@ -37,7 +37,7 @@ def build_processor(settings: Settings, encoder: Encoder) -> BatchProcessor:
         clusterer,
         kind_of_topic=settings.kind_of_topic,
         prefixes={"review": settings.review_prefix, "search": settings.query_prefix},
-        max_text_chars=settings.max_text_chars,
+        limits=settings.decode_limits,
         currency=settings.currency,
         lateness_ms=int(settings.lateness_seconds * 1000),
         tick_every_ms=int(settings.churn_check_hours * 3_600_000),

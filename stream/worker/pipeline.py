@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from stream.core.clustering import OnlineClusterer
-from stream.core.events import Event, Rejected, decode, format_ts
+from stream.core.events import Event, Limits, Reason, Rejected, decode, format_ts
 from stream.core.keywords import ClusterTerms
 from stream.core.privacy import contains_pii, pseudonym, scrub
 from stream.core.profile import ATTRIBUTES, Update, make_update
@@ -113,7 +113,7 @@ class BatchProcessor:
         *,
         kind_of_topic: Mapping[str, str],
         prefixes: Mapping[str, str],
-        max_text_chars: int,
+        limits: Limits,
         currency: str = "CNY",
         lateness_ms: int = 0,
         tick_every_ms: int = 86_400_000,
@@ -124,7 +124,7 @@ class BatchProcessor:
         self.clusterer = clusterer
         self.kind_of_topic = dict(kind_of_topic)
         self.prefixes = dict(prefixes)
-        self.max_text_chars = max_text_chars
+        self.limits = limits
         self.currency = currency
         self.lateness_ms = lateness_ms
         self.tick_every_ms = tick_every_ms
@@ -169,14 +169,17 @@ class BatchProcessor:
         force_fit: bool = False,
         highwaters: Mapping[str, int | None] | None = None,
         now: float | None = None,
+        wall_ms: int | None = None,
     ) -> BatchResult:
         """One micro-batch; ``force_fit`` warm-starts with what is buffered (at least k).
 
         ``highwaters`` maps the input partitions ("topic/partition") this worker owns to their
         end offsets (None when not known yet) and ``now`` is a monotonic clock reading; both
-        only feed the watermark.
+        only feed the watermark. ``wall_ms`` (epoch milliseconds, default the system clock) bounds
+        accepted event time from above.
         """
         now = time.monotonic() if now is None else now
+        wall_ms = time.time_ns() // 1_000_000 if wall_ms is None else wall_ms
         highwaters = dict(highwaters or {})
         result = BatchResult()
         texts: list[tuple[Record, Event]] = []
@@ -185,7 +188,7 @@ class BatchProcessor:
         for record in records:
             self.partition_seen[record.source] = now
             self.partition_next[record.source] = max(self.partition_next.get(record.source, 0), record.offset + 1)
-            decoded = self._decode(record)
+            decoded = self._decode(record, wall_ms)
             if isinstance(decoded, Rejected):
                 result.dead_letters.append(DeadLetter(record, decoded.reason, decoded.error))
                 continue
@@ -244,15 +247,15 @@ class BatchProcessor:
             candidate = min(candidate, min(t.event.ts_ms for t in pending) - 1)
         self.watermark = max(self.watermark, candidate)
 
-    def _decode(self, record: Record) -> Event | Rejected:
+    def _decode(self, record: Record, now_ms: int) -> Event | Rejected:
         kind = self.kind_of_topic.get(record.topic)
         if kind is None:
-            return Rejected("unknown event type", f"topic {record.topic!r} has no event contract")
-        event = decode(kind, record.value, max_text_chars=self.max_text_chars)
+            return Rejected(Reason.UNKNOWN_KIND, f"topic {record.topic!r} has no event contract")
+        event = decode(kind, record.value, now_ms=now_ms, limits=self.limits)
         if isinstance(event, Rejected):
             return event
         if kind == "order" and event.fields["currency"] != self.currency:
-            return Rejected("unsupported currency", f"{event.fields['currency']} != {self.currency} (STREAM_CURRENCY)")
+            return Rejected(Reason.CURRENCY, f"{event.fields['currency']} != {self.currency} (STREAM_CURRENCY)")
         return self._protect(record, event)
 
     def _protect(self, record: Record, event: Event) -> Event | Rejected:
@@ -260,7 +263,7 @@ class BatchProcessor:
         if self.pseudonym_key:
             user = pseudonym(event.user_id, self.pseudonym_key)
         elif contains_pii(event.user_id):
-            return Rejected("personal data in user_id", "set STREAM_PSEUDONYM_KEY to accept such ids as pseudonyms")
+            return Rejected(Reason.PII_USER_ID, "set STREAM_PSEUDONYM_KEY to accept such ids as pseudonyms")
         else:
             user = event.user_id
         event_id = event.event_id
@@ -301,6 +304,8 @@ class BatchProcessor:
                     "sentiment": review_sentiment(t.event.fields.get("rating"), t.clean.tokens),
                 }
             data["tokens"] = list(t.clean.tokens)
+            if t.event.text_cut:
+                data["text_cut"] = t.event.text_cut  # characters beyond STREAM_MAX_TEXT_CHARS, neither encoded nor tokenised
             updates.append(
                 self._update(
                     t.record, t.event, data,

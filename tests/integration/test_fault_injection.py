@@ -44,9 +44,11 @@ def malformed(rng: random.Random, users: list[str]) -> list[tuple[str, bytes | N
         ("review", json.dumps({**good, "ts": "2026-01-02T00:00:00"}).encode()),
         ("review", json.dumps({**good, "rating": 9}).encode()),
         ("review", json.dumps({k: v for k, v in good.items() if k != "user_id"}).encode()),
-        ("review", json.dumps({**good, "text": "太长" * 5000}).encode()),
+        ("review", json.dumps({**good, "text": "太长" * 50_001}).encode()),  # over STREAM_REJECT_TEXT_CHARS
+        ("review", json.dumps({**good, "ts": "9999-12-31T00:00:00Z"}).encode()),  # event time in the future
+        ("review", json.dumps(good)[:-1].encode() + b', "user_id": "u-other"}'),  # duplicate key
         ("search", b"\xff\xfe\xfd not utf-8"),
-        ("order", json.dumps({"event_id": "o", "user_id": users[1], "ts": 1, "order_id": "o", "amount": "1.00",
+        ("order", json.dumps({"event_id": "o", "user_id": users[1], "ts": 1767225600000, "order_id": "o", "amount": "1.00",
                               "currency": "USD", "items": 1}).encode()),
         ("order", json.dumps({"event_id": "o", "user_id": users[1], "ts": 1, "order_id": "o", "amount": "-5",
                               "currency": "CNY", "items": 1}).encode()),

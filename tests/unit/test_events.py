@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream.core.events import KINDS, Event, Rejected, decode, format_ts, parse_ts
+from stream.core.events import KINDS, MIN_EVENT_TS_MS, Event, Limits, Reason, Rejected, decode, format_ts, parse_ts, schema
 
 MAX_TEXT = 200
+HARD_TEXT = 1000
+FUTURE_MS = 300_000
+LIMITS = Limits(max_text_chars=MAX_TEXT, reject_text_chars=HARD_TEXT, max_future_ms=FUTURE_MS)
 YEAR_2100_MS = 4102444800000
 SCHEMA_MAX_MS = 253402300799999  # 9999-12-31T23:59:59.999Z, the schema's bound for epoch ms
 TS_2026 = 1767225600000  # 2026-01-01T00:00:00Z
+NOW_MS = TS_2026 + 180 * 86_400_000  # the wall clock of these tests: 2026-06-30
+DEAD_LETTER_REASONS = set(schema("dead-letter.schema.json")["properties"]["reason"]["enum"])
 
 REVIEW: dict[str, Any] = {
     "event_id": "ev-1",
@@ -29,6 +37,10 @@ REVIEW: dict[str, Any] = {
 SEARCH: dict[str, Any] = {"event_id": "ev-2", "user_id": "u-2", "ts": TS_2026, "query": "蓝牙耳机"}
 BASE = {"review": REVIEW, "search": SEARCH}
 TEXT_KINDS = sorted(BASE)
+
+
+def dec(kind: str, value: bytes | None, now_ms: int = NOW_MS) -> Event | Rejected:
+    return decode(kind, value, now_ms=now_ms, limits=LIMITS)
 
 
 def encode(obj: Any) -> bytes:
@@ -47,7 +59,7 @@ def check_outcome(result: object) -> None:
     """The decode contract: an Event, or a Rejected with a non-empty reason; accepted times are printable."""
     assert isinstance(result, (Event, Rejected)), result
     if isinstance(result, Rejected):
-        assert isinstance(result.reason, str) and result.reason
+        assert result.reason in DEAD_LETTER_REASONS
         assert isinstance(result.error, str)
         return
     assert result.kind in KINDS
@@ -57,7 +69,7 @@ def check_outcome(result: object) -> None:
     if result.kind in TEXT_KINDS:
         assert isinstance(result.event_id, str) and isinstance(result.text, str)
     assert isinstance(result.ts_ms, int) and not isinstance(result.ts_ms, bool)
-    assert result.ts_ms >= 0
+    assert MIN_EVENT_TS_MS <= result.ts_ms <= NOW_MS + FUTURE_MS
     assert parse_ts(format_ts(result.ts_ms)) == result.ts_ms
 
 
@@ -72,12 +84,14 @@ def check_outcome(result: object) -> None:
         ("2025-12-31T19:00:00-05:00", TS_2026),
         ("2026-01-01T00:00:00.123Z", TS_2026 + 123),
         (TS_2026, TS_2026),
-        (0, 0),
+        (MIN_EVENT_TS_MS, MIN_EVENT_TS_MS),
+        ("2000-01-01T08:00:00+08:00", MIN_EVENT_TS_MS),
+        (NOW_MS + FUTURE_MS, NOW_MS + FUTURE_MS),
     ],
 )
 @pytest.mark.parametrize("kind", ["review", "search"])
 def test_valid_events_are_accepted(kind: str, ts: object, expected_ms: int) -> None:
-    event = decode(kind, with_(kind, ts=ts), max_text_chars=MAX_TEXT)
+    event = dec(kind, with_(kind, ts=ts))
     assert isinstance(event, Event), event
     assert event.kind == kind
     assert event.event_id == BASE[kind]["event_id"]
@@ -89,19 +103,54 @@ def test_valid_events_are_accepted(kind: str, ts: object, expected_ms: int) -> N
 
 
 def test_optional_review_fields_may_be_null_or_absent() -> None:
-    assert isinstance(decode("review", with_("review", category=None, rating=None), max_text_chars=MAX_TEXT), Event)
-    assert isinstance(decode("review", without("review", "rating"), max_text_chars=MAX_TEXT), Event)
-    assert isinstance(decode("review", without("review", "category"), max_text_chars=MAX_TEXT), Event)
+    assert isinstance(dec("review", with_("review", category=None, rating=None)), Event)
+    assert isinstance(dec("review", without("review", "rating")), Event)
+    assert isinstance(dec("review", without("review", "category")), Event)
 
 
 @pytest.mark.parametrize("rating", [1, 5])
 def test_rating_bounds_are_inclusive(rating: int) -> None:
-    assert isinstance(decode("review", with_("review", rating=rating), max_text_chars=MAX_TEXT), Event)
+    assert isinstance(dec("review", with_("review", rating=rating)), Event)
 
 
 def test_text_exactly_at_the_limit_is_accepted() -> None:
-    event = decode("review", with_("review", text="好" * MAX_TEXT), max_text_chars=MAX_TEXT)
-    assert isinstance(event, Event) and len(event.text) == MAX_TEXT
+    event = dec("review", with_("review", text="好" * MAX_TEXT))
+    assert isinstance(event, Event) and len(event.text) == MAX_TEXT and event.text_cut == 0
+
+
+@pytest.mark.parametrize("kind, field", [("review", "text"), ("search", "query")])
+def test_long_text_is_cut_for_the_encoder_and_the_cut_recorded(kind: str, field: str) -> None:
+    text = "好" * MAX_TEXT + "尾" * (HARD_TEXT - MAX_TEXT)
+    event = dec(kind, with_(kind, **{field: text}))
+    assert isinstance(event, Event)
+    assert event.text == "好" * MAX_TEXT and event.fields[field] == event.text
+    assert event.text_cut == HARD_TEXT - MAX_TEXT
+
+
+@pytest.mark.parametrize("ts", [NOW_MS + FUTURE_MS + 1, "9999-12-31T23:59:59.999Z"])
+def test_future_event_time_is_judged_against_the_injected_clock(ts: object) -> None:
+    rejected = dec("search", with_("search", ts=ts))
+    assert isinstance(rejected, Rejected) and rejected.reason == "event time in the future"
+    assert "after the clock" in rejected.error
+    later = parse_ts(ts)
+    assert isinstance(dec("search", with_("search", ts=ts), now_ms=later), Event)  # the same record, once it is due
+
+
+def test_event_id_and_user_id_cannot_disagree_with_themselves() -> None:
+    value = b'{"event_id": "e", "user_id": "u-1", "ts": 1767225600000, "query": "q", "user_id": "u-2"}'
+    rejected = dec("search", value)
+    assert isinstance(rejected, Rejected) and rejected.reason == "duplicate key" and "user_id" in rejected.error
+
+
+def test_the_same_key_in_sibling_objects_is_not_a_duplicate() -> None:
+    value = encode({**SEARCH, "extra": [{"a": 1}, {"a": 2}, {"b": {"a": 3}}], "A": 0, "a": 0})
+    assert isinstance(dec("search", value), Event)
+
+
+def test_deep_nesting_is_rejected_not_raised() -> None:
+    for depth in (500, 1000, 5000):
+        value = encode(SEARCH)[:-1] + b', "deep": ' + b"[" * depth + b"]" * depth + b"}"
+        check_outcome(dec("search", value))
 
 
 # --- rejected events ---------------------------------------------------------------------
@@ -139,26 +188,37 @@ def test_text_exactly_at_the_limit_is_accepted() -> None:
         ("search", with_("search", ts="2026-01-01"), "unparseable event time"),
         ("search", with_("search", ts="yesterday at noon"), "unparseable event time"),
         ("search", with_("search", ts="1969-12-31T23:59:59Z"), "unparseable event time"),
-        ("review", with_("review", text="好" * (MAX_TEXT + 1)), "text too long"),
-        ("search", with_("search", query="q" * (MAX_TEXT + 1)), "text too long"),
+        ("search", with_("search", ts=0), "event time too old"),
+        ("search", with_("search", ts=MIN_EVENT_TS_MS - 1), "event time too old"),
+        ("search", with_("search", ts=TS_2026 // 1000), "event time too old"),  # epoch seconds, not milliseconds
+        ("review", with_("review", ts="1999-12-31T23:59:59.999Z"), "event time too old"),
+        ("search", with_("search", ts=NOW_MS + FUTURE_MS + 1), "event time in the future"),
+        ("review", with_("review", ts="9999-12-31T23:59:59Z"), "event time in the future"),
+        ("search", with_("search", ts=SCHEMA_MAX_MS), "event time in the future"),
+        ("search", with_("search", ts=TS_2026 * 1000), "schema violation"),  # microseconds: past year 9999
+        ("review", with_("review", text="好" * (HARD_TEXT + 1)), "text too long"),
+        ("search", with_("search", query="q" * (HARD_TEXT + 1)), "text too long"),
+        ("review", encode(REVIEW)[:-1] + b', "user_id": "u-2"}', "duplicate key"),
+        ("review", encode({**REVIEW, "extra": {"a": [{"b": 1}]}}).replace(b'{"b": 1}', b'{"b": 1, "b": 1}'), "duplicate key"),
+        ("search", encode(SEARCH)[:-1] + b', "user\\u005fid": "u-2"}', "duplicate key"),  # same key, escaped
         ("click", with_("search"), "unknown event type"),
         ("review", None, "empty record"),
     ],
 )
 def test_bad_records_are_rejected_with_the_right_reason(kind: str, value: bytes | None, reason: str) -> None:
-    result = decode(kind, value, max_text_chars=MAX_TEXT)
+    result = dec(kind, value)
     assert isinstance(result, Rejected), result
     assert result.reason == reason
     assert result.error  # the detail that goes to the dead-letter topic
 
 
 def test_schema_violation_names_the_field() -> None:
-    result = decode("review", with_("review", rating=9), max_text_chars=MAX_TEXT)
+    result = dec("review", with_("review", rating=9))
     assert isinstance(result, Rejected) and "rating" in result.error
 
 
 def test_naive_timestamp_error_says_so() -> None:
-    result = decode("review", with_("review", ts="2026-01-01T00:00:00"), max_text_chars=MAX_TEXT)
+    result = dec("review", with_("review", ts="2026-01-01T00:00:00"))
     assert isinstance(result, Rejected) and "time zone" in result.error
 
 
@@ -184,13 +244,14 @@ json_values = st.recursive(
 shallow_json = json_leaves | st.lists(json_leaves, max_size=3) | st.dictionaries(st.text(max_size=6), json_leaves, max_size=3)
 
 ms_values = st.integers(min_value=0, max_value=YEAR_2100_MS - 1)
+accepted_ms = st.integers(min_value=MIN_EVENT_TS_MS, max_value=NOW_MS + FUTURE_MS)  # what decode lets through
 zones = st.integers(min_value=-14 * 60, max_value=14 * 60).map(lambda m: timezone(timedelta(minutes=m)))
 
 
 @st.composite
-def rfc3339(draw: st.DrawFn) -> str:
-    """A zoned RFC 3339 text for an instant between 1970 and 2100, in any offset, Z or not."""
-    ms = draw(ms_values)
+def rfc3339(draw: st.DrawFn, ms_range: st.SearchStrategy[int] = accepted_ms) -> str:
+    """A zoned RFC 3339 text for an instant drawn from ``ms_range``, in any offset, Z or not."""
+    ms = draw(ms_range)
     dt = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=ms)
     text = dt.astimezone(draw(zones)).isoformat(timespec=draw(st.sampled_from(["seconds", "milliseconds"])))
     return text.replace("+00:00", "Z") if draw(st.booleans()) else text
@@ -204,7 +265,7 @@ texts = st.text(max_size=30)
 @st.composite
 def valid_events(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     kind = draw(text_kinds)
-    obj: dict[str, Any] = {"event_id": draw(ids), "user_id": draw(ids), "ts": draw(ms_values | rfc3339())}
+    obj: dict[str, Any] = {"event_id": draw(ids), "user_id": draw(ids), "ts": draw(accepted_ms | rfc3339())}
     if kind == "review":
         obj["item_id"] = draw(ids)
         obj["text"] = draw(texts)
@@ -221,7 +282,7 @@ def valid_events(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
 @given(valid_events())
 def test_generated_valid_events_are_accepted(kind_and_obj: tuple[str, dict[str, Any]]) -> None:
     kind, obj = kind_and_obj
-    event = decode(kind, encode(obj), max_text_chars=MAX_TEXT)
+    event = dec(kind, encode(obj))
     assert isinstance(event, Event), event
     assert event.ts_ms == parse_ts(obj["ts"])
     assert (event.event_id, event.user_id, event.text) == (obj["event_id"], obj["user_id"], obj[KINDS[kind][1]])
@@ -260,7 +321,7 @@ def corrupted_events(draw: st.DrawFn) -> bytes:
 @settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(kind=all_kinds, value=st.binary(max_size=200) | corrupted_events())
 def test_fuzz_arbitrary_bytes_never_raise(kind: str, value: bytes) -> None:
-    check_outcome(decode(kind, value, max_text_chars=MAX_TEXT))
+    check_outcome(dec(kind, value))
 
 
 @settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -273,7 +334,7 @@ def test_fuzz_arbitrary_bytes_never_raise(kind: str, value: bytes) -> None:
     ),
 )
 def test_fuzz_arbitrary_json_values_never_raise(kind: str, value: Any) -> None:
-    result = decode(kind, encode(value), max_text_chars=MAX_TEXT)
+    result = dec(kind, encode(value))
     check_outcome(result)
     if not isinstance(value, dict):
         assert isinstance(result, Rejected) and result.reason == "not a JSON object"
@@ -290,7 +351,7 @@ MUTABLE_FIELDS = sorted({f for _, obj in TEMPLATES for f in obj} | {"rating", "e
 def test_fuzz_one_field_mutated_never_raises(event: tuple[str, dict[str, Any]], field: str, new: Any) -> None:
     kind, obj = event
     mutated = {**obj, field: new}
-    result = decode(kind, encode(mutated), max_text_chars=MAX_TEXT)
+    result = dec(kind, encode(mutated))
     check_outcome(result)
     if field in STRING_FIELDS and field in obj and not isinstance(new, str):
         assert isinstance(result, Rejected) and result.reason == "schema violation"
@@ -333,13 +394,189 @@ def test_parse_ts_rejects_non_times_with_value_error(bad: object) -> None:
 
 @pytest.mark.parametrize("ms", [SCHEMA_MAX_MS, 253402300799998, 200000000000123])
 def test_format_ts_round_trips_over_the_whole_schema_range(ms: int) -> None:
-    event = decode("search", with_("search", ts=ms), max_text_chars=MAX_TEXT)
+    event = dec("search", with_("search", ts=ms), now_ms=SCHEMA_MAX_MS)  # a clock at the end of time
     assert isinstance(event, Event) and event.ts_ms == ms
     assert parse_ts(format_ts(event.ts_ms)) == ms
 
 
 def test_accepted_event_time_can_always_be_formatted() -> None:
-    result = decode("search", with_("search", ts="9999-12-31T23:00:00-05:00"), max_text_chars=MAX_TEXT)
+    result = dec("search", with_("search", ts="9999-12-31T23:00:00-05:00"), now_ms=SCHEMA_MAX_MS)
     check_outcome(result)
     if isinstance(result, Event):
         format_ts(result.ts_ms)
+
+
+# --- event-time bounds: any timestamp, from any clock -----------------------------------------
+
+EVENT_TIME_REASONS = {"schema violation", "unparseable event time", "event time too old", "event time in the future"}
+extreme_ms = st.integers(min_value=-(2**70), max_value=2**70) | st.integers(min_value=0, max_value=SCHEMA_MAX_MS)
+clocks = st.integers(min_value=MIN_EVENT_TS_MS, max_value=SCHEMA_MAX_MS)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(ts=extreme_ms | rfc3339(st.integers(min_value=0, max_value=SCHEMA_MAX_MS - 86_400_000)), now=clocks)
+def test_any_event_time_is_accepted_exactly_within_the_bounds_or_rejected(ts: object, now: int) -> None:
+    result = dec("search", with_("search", ts=ts), now_ms=now)
+    try:
+        ms = parse_ts(ts)
+    except ValueError:
+        ms = None
+    if ms is not None and MIN_EVENT_TS_MS <= ms <= now + FUTURE_MS:
+        assert isinstance(result, Event) and result.ts_ms == ms
+    else:
+        assert isinstance(result, Rejected) and result.reason in EVENT_TIME_REASONS, result
+        if ms is not None:
+            assert result.reason == ("event time too old" if ms < MIN_EVENT_TS_MS else "event time in the future")
+
+
+# --- order amounts: exact from the JSON literal --------------------------------------------
+
+ORDER: dict[str, Any] = {"event_id": "o-1", "user_id": "u-1", "ts": TS_2026, "order_id": "o-1", "amount": "129.90",
+                         "currency": "CNY", "items": 1}
+
+
+def order_with_amount(literal: str) -> bytes:
+    """An order whose amount is the raw JSON ``literal`` (a number as written, not via a float)."""
+    return encode({**ORDER, "amount": "@"}).replace(b'"@"', literal.encode())
+
+
+@pytest.mark.parametrize(
+    "literal, amount",
+    [
+        ("129.9", "129.90"), ("129", "129.00"), ("0.07", "0.07"), ("0.1", "0.10"), ("1e2", "100.00"),
+        ("1.2999E2", "129.99"), ("1.500", "1.50"), ("0", "0.00"), ("-0.0", "0.00"), ("999999999999.99", "999999999999.99"),
+        ('"129.90"', "129.90"), ('"5"', "5.00"), ('"0.5"', "0.50"),
+    ],
+)
+def test_order_amounts_as_numbers_or_text_are_exact(literal: str, amount: str) -> None:
+    event = dec("order", order_with_amount(literal))
+    assert isinstance(event, Event), event
+    assert event.fields["amount"] == amount
+
+
+@pytest.mark.parametrize(
+    "literal, reason",
+    [
+        ("1.005", "schema violation"), ("0.001", "schema violation"), ("1.0000000000000000000000000001", "schema violation"),
+        ("-1", "schema violation"), ("-0.01", "schema violation"), ("1e13", "schema violation"),
+        ("1000000000000", "schema violation"), ("123456789012345678901234567890", "schema violation"),
+        ("1e400", "not valid JSON"), ("NaN", "not valid JSON"), ("Infinity", "not valid JSON"), ("true", "schema violation"),
+        ('"1.005"', "schema violation"), ('"-5"', "schema violation"), ('"1e2"', "schema violation"), ("null", "schema violation"),
+    ],
+)
+def test_bad_order_amounts_are_rejected(literal: str, reason: str) -> None:
+    result = dec("order", order_with_amount(literal))
+    assert isinstance(result, Rejected) and result.reason == reason, result
+
+
+@st.composite
+def amount_literals(draw: st.DrawFn) -> tuple[str, Decimal]:
+    """A JSON number literal for a valid amount in one of its many spellings, and its exact value."""
+    cents = draw(st.integers(min_value=0, max_value=99_999_999_999_999))
+    value = Decimal(cents).scaleb(-2)
+    style = draw(st.sampled_from(["plain", "trailing zeros", "exponent", "integer"]))
+    if style == "integer":
+        value = Decimal(cents // 100)
+        return str(cents // 100), value
+    if style == "trailing zeros":
+        return f"{value:f}" + "0" * draw(st.integers(min_value=1, max_value=30)), value
+    if style == "exponent":
+        shift = draw(st.integers(min_value=-5, max_value=5))
+        return f"{value.scaleb(-shift):f}e{shift}", value
+    return f"{value:f}", value
+
+
+@settings(max_examples=500, deadline=None)
+@given(literal=amount_literals())
+def test_generated_amount_literals_are_read_exactly(literal: tuple[str, Decimal]) -> None:
+    text, value = literal
+    event = dec("order", order_with_amount(text))
+    assert isinstance(event, Event), (text, event)
+    assert Decimal(event.fields["amount"]) == value and event.fields["amount"] == f"{value.quantize(Decimal('0.01')):f}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(cents=st.integers(min_value=0, max_value=99_999_999_999), extra=st.integers(min_value=1, max_value=9),
+       places=st.integers(min_value=3, max_value=30))
+def test_amounts_with_more_than_two_decimals_are_rejected(cents: int, extra: int, places: int) -> None:
+    literal = f"{Decimal(cents).scaleb(-2):f}" + "0" * (places - 3) + str(extra)
+    result = dec("order", order_with_amount(literal))
+    assert isinstance(result, Rejected) and result.reason == "schema violation" and "decimal places" in result.error
+
+
+# --- duplicate keys at any depth -----------------------------------------------------------
+
+keys = st.text(alphabet="abcuser_id", min_size=1, max_size=4)
+pairs_tree = st.recursive(
+    json_leaves,
+    lambda children: st.lists(children, max_size=3) | st.lists(st.tuples(keys, children), max_size=3).map(tuple),
+    max_leaves=8,
+)
+
+
+def raw_json(node: Any) -> str:
+    """JSON text for a tree whose objects are tuples of (key, value) pairs, so keys may repeat."""
+    if isinstance(node, tuple):
+        return "{" + ", ".join(f"{json.dumps(k)}: {raw_json(v)}" for k, v in node) + "}"
+    if isinstance(node, list):
+        return "[" + ", ".join(raw_json(v) for v in node) + "]"
+    return json.dumps(node)
+
+
+def has_duplicate(node: Any) -> bool:
+    if isinstance(node, tuple):
+        names = [k for k, _ in node]
+        return len(set(names)) < len(names) or any(has_duplicate(v) for _, v in node)
+    if isinstance(node, list):
+        return any(has_duplicate(v) for v in node)
+    return False
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=all_kinds, extra=pairs_tree, template=templates)
+def test_duplicate_keys_are_rejected_at_any_depth(kind: str, extra: Any, template: tuple[str, dict[str, Any]]) -> None:
+    value = encode(template[1])[:-1] + b', "extra": ' + raw_json(extra).encode() + b"}"
+    result = dec(kind, value)
+    check_outcome(result)
+    assert (isinstance(result, Rejected) and result.reason == "duplicate key") == has_duplicate(extra)
+
+
+# --- huge texts ----------------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(kind=text_kinds, unit=st.text(min_size=1, max_size=4), length=st.integers(min_value=0, max_value=3 * HARD_TEXT))
+def test_texts_of_any_length_are_cut_or_rejected_never_lost(kind: str, unit: str, length: int) -> None:
+    text = (unit * length)[:length]
+    result = dec(kind, with_(kind, **{KINDS[kind][1]: text}))
+    if len(text) > HARD_TEXT:
+        assert isinstance(result, Rejected) and result.reason == "text too long"
+        return
+    assert isinstance(result, Event)
+    assert result.text == text[:MAX_TEXT] and result.text_cut == max(0, len(text) - MAX_TEXT)
+
+
+# --- every reason the code can give is in the dead-letter schema ----------------------------
+
+STREAM_SOURCES = sorted(Path(__file__).resolve().parents[2].joinpath("stream").rglob("*.py"))
+
+
+def test_the_reason_enum_is_the_dead_letter_schema_enum() -> None:
+    assert {str(r) for r in Reason} == DEAD_LETTER_REASONS
+    assert len(DEAD_LETTER_REASONS) == len(schema("dead-letter.schema.json")["properties"]["reason"]["enum"])
+
+
+def test_every_reason_written_in_the_code_is_in_the_schema() -> None:
+    """Reasons written as literals (Rejected("..."), DeadLetter(x, "..."), reason="...") or as Reason members."""
+    literal = re.compile(r'(?:Rejected\(\s*|DeadLetter\([^,()]+,\s*|reason\s*=\s*)"([^"]+)"')
+    member = re.compile(r"\bReason\.([A-Z_]+)\b")
+    found: set[str] = set()
+    for path in STREAM_SOURCES:
+        source = path.read_text(encoding="utf-8")
+        found |= set(literal.findall(source))
+        for name in member.findall(source):
+            assert name in Reason.__members__, f"{path}: Reason.{name}"
+            found.add(Reason[name].value)
+    assert found, "no reasons found: the search patterns are stale"
+    assert found <= DEAD_LETTER_REASONS, found - DEAD_LETTER_REASONS
+    assert {"personal data in user_id", "unsupported currency", "duplicate key"} <= found

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from stream.core.clustering import OnlineClusterer
-from stream.core.events import format_ts, schema
+from stream.core.events import Limits, format_ts, schema
 from stream.core.profile import unpack_vector
 from stream.core.text import clean
 from stream.worker.pipeline import BatchProcessor, Record
@@ -83,7 +83,8 @@ def clusterer() -> OnlineClusterer:
 
 @pytest.fixture
 def processor(encoder: FakeEncoder, clusterer: OnlineClusterer) -> BatchProcessor:
-    return BatchProcessor(encoder, clusterer, kind_of_topic=TOPICS, prefixes=PREFIXES, max_text_chars=500)
+    return BatchProcessor(encoder, clusterer, kind_of_topic=TOPICS, prefixes=PREFIXES,
+                          limits=Limits(max_text_chars=500, reject_text_chars=1000, max_future_ms=300_000))
 
 
 @pytest.fixture
@@ -103,7 +104,7 @@ def test_bad_records_become_dead_letters_with_reason_and_original_bytes(processo
         rec("searches", 9, None, partition=1, key=None),
         rec("reviews", 5, review(5, rating=9), partition=2),
         rec("clicks", 0, b"{}"),
-        rec("reviews", 6, review(6, text="好" * 501), partition=2),
+        rec("reviews", 6, review(6, text="好" * 1001), partition=2),
     ]
     result = processor.process([*bad, rec("reviews", 7, review(7), partition=2)])
     assert [d.record for d in result.dead_letters] == bad

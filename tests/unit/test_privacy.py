@@ -8,6 +8,7 @@ import pytest
 
 from stream.config import Settings
 from stream.core.clustering import OnlineClusterer
+from stream.core.events import Limits
 from stream.core.privacy import pseudonym
 from stream.worker.pipeline import BatchProcessor, Record
 
@@ -18,7 +19,7 @@ TOPICS = {"reviews": "review", "user-attributes": "user_attributes", "orders": "
 
 def processor(key: bytes | None = None) -> BatchProcessor:
     return BatchProcessor(FakeEncoder(), OnlineClusterer(k=2, warmup=2), kind_of_topic=TOPICS, prefixes={},
-                          max_text_chars=100, pseudonym_key=key)
+                          limits=Limits(100, 1000, 300_000), pseudonym_key=key)
 
 
 def attrs(offset: int, user: str, ts: int = 1_767_225_600_000, **fields: object) -> Record:
@@ -53,17 +54,17 @@ def test_event_id_with_personal_data_becomes_the_record_position() -> None:
 
 def test_watermark_waits_for_every_owned_partition_and_releases_idle_ones() -> None:
     p = processor()
-    day = 86_400_000
+    day, t0 = 86_400_000, 1_767_225_600_000  # event times from 2026: older ones are refused
     ends = {"user-attributes/0": 2, "user-attributes/1": 1}
-    p.process([attrs(0, "u1", ts=10 * day)], highwaters=ends, now=0.0)
+    p.process([attrs(0, "u1", ts=t0 + 10 * day)], highwaters=ends, now=0.0)
     assert p.watermark == 0, "partition 1 has not spoken yet"
-    p.process([Record("user-attributes", 1, 0, b"u", json.dumps({"user_id": "u2", "ts": 4 * day}).encode())],
+    p.process([Record("user-attributes", 1, 0, b"u", json.dumps({"user_id": "u2", "ts": t0 + 4 * day}).encode())],
               highwaters=ends, now=1.0)
-    assert p.watermark == 4 * day - p.lateness_ms
-    p.process([attrs(1, "u1", ts=20 * day)], highwaters={**ends, "user-attributes/1": 2}, now=100.0)
-    assert p.watermark == 4 * day, "partition 1 has an unread record: however long it waits, it is not idle"
-    p.process([attrs(2, "u1", ts=21 * day)], highwaters={"user-attributes/0": 3, "user-attributes/1": 1}, now=200.0)
-    assert p.watermark == 21 * day, "partition 1, read to its end and silent past idle_after, no longer holds it back"
+    assert p.watermark == t0 + 4 * day - p.lateness_ms
+    p.process([attrs(1, "u1", ts=t0 + 20 * day)], highwaters={**ends, "user-attributes/1": 2}, now=100.0)
+    assert p.watermark == t0 + 4 * day, "partition 1 has an unread record: however long it waits, it is not idle"
+    p.process([attrs(2, "u1", ts=t0 + 21 * day)], highwaters={"user-attributes/0": 3, "user-attributes/1": 1}, now=200.0)
+    assert p.watermark == t0 + 21 * day, "partition 1, read to its end and silent past idle_after, no longer holds it back"
 
 
 def test_settings_survive_the_trip_through_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
