@@ -168,6 +168,14 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_privacy_report(settings: Settings, args: argparse.Namespace) -> int:
+    from stream.devtools.privacy_report import evaluate, load_corpus, render
+
+    report = evaluate(load_corpus(args.corpus))
+    print(render(report))
+    return 0 if report.ok else 1
+
+
 def _demo_model(settings: Settings) -> str:
     if settings.model:
         return settings.model
@@ -298,6 +306,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--label-column", default="cat")
     p.add_argument("--drift", action="store_true", help="also replay categories that appear and disappear")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("privacy-report", help="recall and false positives of PII masking on a labelled corpus")
+    p.add_argument("--corpus", type=Path, default=None, help="JSONL of {text, kinds, secrets, form}; default: the shipped corpus")
+    p.set_defaults(func=cmd_privacy_report)
 
     p = sub.add_parser("model", help="build models for tests and offline demos")
     p.add_argument("kind", choices=["tiny"])

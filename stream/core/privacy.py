@@ -4,7 +4,7 @@ With a key configured, user ids are replaced by HMAC-SHA256 pseudonyms before an
 stored or published, so the profile service never holds the raw id. Without a key, an id
 that itself looks like personal data (a phone number, an e-mail) is refused rather than
 stored. Other free-form strings that reach profiles (category, region, occupation) are
-masked; an event id that carries personal data is replaced by the record's position.
+dropped when they hold personal data; an event id that does is replaced by the record's position.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from stream.core.text import mask_pii, normalize
+from stream.core.pii import mask
 
 PSEUDONYM_PREFIX = "p_"
 
@@ -23,16 +23,21 @@ def pseudonym(user_id: str, key: bytes) -> str:
     >>> pseudonym("u0001", b"secret")
     'p_b099015c3608f8a1571266883fefed0d'
     """
-    return PSEUDONYM_PREFIX + hmac.new(key, user_id.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+    return (
+        PSEUDONYM_PREFIX
+        + hmac.new(key, user_id.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+    )
 
 
 def contains_pii(value: str) -> bool:
-    """True when masking would change ``value`` (phone, e-mail, ID or card number, street address).
+    """True when masking would change ``value`` (any kind in stream.core.pii, in any of its written forms).
 
-    >>> contains_pii("13812345678"), contains_pii("a.b@example.com"), contains_pii("u0001")
+    >>> contains_pii("13812345678"), contains_pii("a.b (at) example (dot) com"), contains_pii("u0001")
+    (True, True, False)
+    >>> contains_pii("vx: zhang_san88"), contains_pii("京A12345"), contains_pii("iPhone 13")
     (True, True, False)
     """
-    return bool(mask_pii(normalize(value))[1])
+    return bool(mask(value)[1])
 
 
 def scrub(value: str | None) -> str | None:

@@ -16,15 +16,7 @@ from importlib.resources import files
 
 import jieba
 
-# Insertion order is the masking order: e-mails first so their digits never look like
-# phones, IDs before cards because an ID can pass the Luhn check.
-PLACEHOLDERS: dict[str, str] = {
-    "email": "[EMAIL]",
-    "id_number": "[ID]",
-    "bank_card": "[CARD]",
-    "phone": "[PHONE]",
-    "address": "[ADDRESS]",
-}
+from stream.core.pii import PLACEHOLDERS, mask
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,54 +92,9 @@ def normalize(text: str) -> str:
     return " ".join(_RUNS.sub(r"\1\1\1", text).split())
 
 
-_B, _E = r"(?<![0-9])", r"(?![0-9])"  # digit boundaries: never mask part of a longer number
-_MONTH_DAY = r"(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])"
-_EMAIL = r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}(?![A-Za-z])"
-_ID = rf"[1-9][0-9]{{5}}(?:(?:19|20)[0-9]{{2}}{_MONTH_DAY}[0-9]{{3}}[0-9Xx]|[0-9]{{2}}{_MONTH_DAY}[0-9]{{3}})"
-_CARD = r"[0-9]{16,19}|[0-9]{4}(?:[ -][0-9]{4}){3}(?:[ -][0-9]{1,3})?"
-_MOBILE = r"(?:(?:\+|00)?86[ -]?)?1[3-9][0-9](?:[0-9]{8}|[ -][0-9]{4}[ -][0-9]{4})"
-_LANDLINE = r"0[0-9]{2,3}-[0-9]{7,8}"
-_STREET = "[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]{1,8}?(?:路|街|巷|弄|胡同|(?<![知味难频通轨])道)"
-_HOUSE = r"[0-9]+号(?:[院楼]|[0-9]+(?:-[0-9]+)*(?:号楼|号院|栋|幢|单元|室|楼|层|号))*"
-_DETECTORS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("email", re.compile(_EMAIL)),
-    ("id_number", re.compile(rf"{_B}(?:{_ID}){_E}")),
-    ("bank_card", re.compile(rf"{_B}(?:{_CARD}){_E}")),
-    ("phone", re.compile(rf"{_B}(?:{_MOBILE}|{_LANDLINE}){_E}")),
-    ("address", re.compile(_STREET + _HOUSE)),
-)
-
-
-def _luhn(digits: str) -> bool:
-    total = 0
-    for i, d in enumerate(reversed(digits)):
-        n = int(d) * (2 if i % 2 else 1)
-        total += n - 9 if n > 9 else n
-    return total % 10 == 0
-
-
-def _mask_card(number: str) -> str:
-    """Luhn keeps order numbers of card length unmasked; a grouped card may be followed by an unrelated number."""
-    digits = number.replace(" ", "").replace("-", "")
-    if _luhn(digits):
-        return PLACEHOLDERS["bank_card"]
-    if len(number) > 19 and _luhn(digits[:16]):
-        return PLACEHOLDERS["bank_card"] + number[19:]
-    return number
-
-
 def mask_pii(text: str) -> tuple[str, tuple[str, ...]]:
-    """Mask personal data in normalised text; kinds are returned for metrics, never the values."""
-    found: list[str] = []
-    for kind, pattern in _DETECTORS:
-        if kind == "bank_card":
-            masked = pattern.sub(lambda m: _mask_card(m[0]), text)
-        else:
-            masked = pattern.sub(PLACEHOLDERS[kind], text)
-        if masked != text:
-            found.append(kind)
-            text = masked
-    return text, tuple(found)
+    """Mask personal data (see stream.core.pii); kinds are returned for metrics, never the values."""
+    return mask(text)
 
 
 @cache

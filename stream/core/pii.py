@@ -1,0 +1,536 @@
+"""Personal data detection and masking on a normalised shadow of the text.
+
+People write contact data to slip past filters: full-width or Arabic-Indic digits, Chinese
+numerals (一三八…, 壹叁捌…), digits broken up by dots, dashes, emoji or zero-width characters,
+``zhang (at) qq (dot) com``. Detection therefore runs on a *shadow*: every character NFKC
+normalised, every kind of digit mapped to ASCII, invisible characters dropped, with a map from
+each shadow position back to the original. Separators stay in the shadow; numbers are read as
+runs of digit *groups* (digits between separators) and a match must start and end on group
+boundaries, so a phone number spaced out by a user is found while a phone-shaped slice of a
+longer order number is not. The original text is then masked at exactly the matched spans with
+typed placeholders, leaving everything else untouched.
+
+Pure and dependency-free, so the worker, the dead-letter path and the privacy report agree.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import unicodedata
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+# Also the priority on overlaps: an e-mail made of a phone number is an e-mail.
+PLACEHOLDERS: dict[str, str] = {
+    "email": "[EMAIL]",
+    "wechat": "[WECHAT]",
+    "qq": "[QQ]",
+    "passport": "[PASSPORT]",
+    "ip": "[IP]",
+    "id_number": "[ID]",
+    "bank_card": "[CARD]",
+    "phone": "[PHONE]",
+    "plate": "[PLATE]",
+    "address": "[ADDRESS]",
+}
+KINDS: tuple[str, ...] = tuple(PLACEHOLDERS)
+
+# Chinese numerals read digit by digit (phone numbers dictated as 一三八…, 幺 for 1, financial forms).
+_CN_DIGITS = {
+    **dict.fromkeys("〇零○◯", "0"),
+    **dict.fromkeys("一幺壹", "1"),
+    **dict.fromkeys("二贰貳", "2"),
+    **dict.fromkeys("三叁參叄", "3"),
+    **dict.fromkeys("四肆", "4"),
+    **dict.fromkeys("五伍", "5"),
+    **dict.fromkeys("六陆陸", "6"),
+    **dict.fromkeys("七柒", "7"),
+    **dict.fromkeys("八捌", "8"),
+    **dict.fromkeys("九玖", "9"),
+}
+_CN_TABLE = str.maketrans(_CN_DIGITS)
+
+
+def _digit_table() -> dict[int, str]:
+    """Every code point whose NFKC form is one decimal digit (any script, superscripts, circled)."""
+    table: dict[int, str] = {}
+    for cp in range(0x80, 0x20000):
+        ch = chr(cp)
+        value = unicodedata.decimal(ch, None)
+        if value is None:
+            folded = unicodedata.normalize("NFKC", ch)
+            if len(folded) == 1 and "0" <= folded <= "9":
+                value = int(folded)
+        if value is not None:
+            table[cp] = str(value)
+    return table
+
+
+def _ranges(codepoints: list[int]) -> str:
+    """A regex character-class body for a sorted list of code points."""
+    out: list[str] = []
+    start = prev = codepoints[0]
+    for cp in [*codepoints[1:], -2]:
+        if cp != prev + 1:
+            out.append(
+                re.escape(chr(start))
+                + ("" if start == prev else "-" + re.escape(chr(prev)))
+            )
+            start = cp
+        prev = cp
+    return "".join(out)
+
+
+_DIGITS = _digit_table()
+_DIGIT_MAP = str.maketrans(_DIGITS)
+_INVISIBLE_CPS = sorted(
+    cp
+    for cp in (*range(0x20000), *range(0xE0000, 0xE1000))
+    if (
+        unicodedata.category(chr(cp)) in ("Cf", "Cs")
+        or (unicodedata.category(chr(cp)) == "Cc" and not chr(cp).isspace())
+    )
+    or 0xFE00 <= cp <= 0xFE0F
+    or cp in (0x34F, 0x20E3, 0x180B, 0x180C, 0x180D)
+    or 0xE0100 <= cp <= 0xE01EF
+)
+_INVISIBLE = re.compile(f"[{_ranges(_INVISIBLE_CPS)}]")
+_INVISIBLE_SET = frozenset(_INVISIBLE_CPS)
+# Separators that may sit between the digits of one number: spaces, dots, every dash, underscores,
+# brackets, plus signs, bullets, symbols and emoji. Not , / : which separate distinct numbers.
+_SEP_CPS = sorted(
+    {ord(c) for c in " \t\n\r\f\v.-_·•・()[]{}<>【】〔〕「」《》+~|=*#'\"‘’“”。−"}
+    | {
+        cp
+        for cp in range(0x80, 0x20000)
+        if unicodedata.category(chr(cp)) in ("Pd", "Zs", "So", "Sk")
+        and unicodedata.normalize("NFKC", chr(cp)) == chr(cp)
+    }
+)
+_SEP = _ranges(_SEP_CPS)
+_CN = "".join(_CN_DIGITS)
+
+# Normalised text without digits, numerals, Latin letters or @ cannot hold anything found here.
+_GATE = re.compile(f"[\\dA-Za-z@﹫艾{_CN}]")
+_OTHER_DIGIT = re.compile(
+    r"[^\D0-9]"
+)  # NFKC text: only script digits (٣, ३) are left to map
+_CN_ANY = re.compile(f"[{_CN}]")
+_ANY_DIGIT = re.compile("[0-9]")
+_CN_RUN = re.compile(rf"[0-9{_CN}](?:[{_SEP}]{{0,4}}[0-9{_CN}]){{4,}}")
+_RUN = re.compile(rf"[0-9](?:[{_SEP}]{{0,4}}[0-9])*")
+_GROUP = re.compile(r"[0-9]+")
+_SEP_ONLY = re.compile(rf"[{_SEP}]{{0,2}}")
+
+_MONTH_DAY = r"(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])"
+_ID18 = re.compile(
+    rf"[1-9][0-9]{{5}}(?:18|19|20)[0-9]{{2}}{_MONTH_DAY}[0-9]{{3}}[0-9]?"
+)  # 17 digits + check (or X)
+_ID15 = re.compile(rf"[1-9][0-9]{{7}}{_MONTH_DAY}[0-9]{{3}}")
+_MOBILE = re.compile(r"(?:0086|86|0)?1[3-9][0-9]{9}")
+# Area code, then a local number; only Beijing (10) and the 2x cities get locals starting with 1 (010 12345678).
+_LANDLINE = re.compile(
+    r"((?:0086|86)0?|0)(?:(10|2[0-9])[1-9]|([3-9][0-9]{2})[2-9])[0-9]{6,7}"
+)
+_CARD_IIN = re.compile(r"(?:[3-69]|2[2-7])[0-9]{14,18}")
+_LONGEST = 22  # 0086 + area code + 8 digits, or a 19-digit card with slack
+
+_LOCAL_ASCII = r"(?<![a-z0-9._%+\-])[a-z0-9][a-z0-9._%+\-]*"
+_LOCAL_OTHER = r"[^\W_a-z0-9]{1,4}"  # IDN local part (a Chinese name); short so the sentence before it survives
+_AT = r"(?:\s*[@﹫]\s*|\s*[(\[{<【（]\s*(?:at|@|艾特)\s*[)\]}>】）]\s*|\s*艾特\s*|\s*圈a\s*)"
+_DOT = (
+    r"(?:\s*[.。]\s*|\s*[(\[{<【（]\s*(?:dot|点)\s*[)\]}>】）]\s*|\s+dot\s+|\s*点\s*)"
+)
+# Labels may be IDN (Latin, Cyrillic, Greek, kana, hangul, CJK without 点, which spells a dot).
+_LABEL = "[a-z0-9\\-\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u70b8\u70ba-\u9fff\uac00-\ud7af]{1,63}"
+_TLD = r"(?:[a-z]{2,24}(?![a-z])|中国|中國|公司|网络|網絡|在线|商城|集团|香港|台湾|台灣|新加坡|我爱你|网址|信息|移动)"
+_EMAIL = re.compile(
+    rf"(?:{_LOCAL_ASCII}|{_LOCAL_OTHER}){_AT}{_LABEL}(?:{_DOT}{_LABEL})*?{_DOT}{_TLD}",
+    re.IGNORECASE,
+)
+_EMAIL_HINT = re.compile(r"[@﹫]|at|艾特|圈a", re.IGNORECASE)
+
+_FILLER = r"(?:号码?|id|账号|帐号)?[\s:：=#]{0,3}(?:是|为)?[\s:：]{0,2}"
+_KEY_HINT = re.compile(
+    r"[加+]\s*[vV]|[wWvV][xX]|[qQ][qQ]|[微威薇徽vV]信|扣扣|企鹅|[qQ]号|护照|通行证|回乡证|台胞证|[vV]\s*[:：]|[wW][eE][iI]|[cC][hH][aA][tT]|[pP][aA][sS][sS]"
+)
+_WXID = re.compile(r"(?<![a-z0-9])wxid_[a-z0-9_\-]{3,30}", re.IGNORECASE)
+_WECHAT_KEY = re.compile(
+    rf"(?:微信|威信|薇信|徽信|v信|(?<![a-z])(?:vx|wx|weixin|wechat|vchat)|加\s*v|\+\s*v(?![a-z])|(?<![a-z])v\s*(?=[:：])){_FILLER}",
+    re.IGNORECASE,
+)
+_WECHAT_ID = re.compile(r"[a-z][a-z0-9_\-]{5,19}(?![a-z0-9_\-])", re.IGNORECASE)
+_QQ_KEY = re.compile(rf"(?:(?<![a-z])qq|扣扣|企鹅|q号){_FILLER}", re.IGNORECASE)
+_PASSPORT = re.compile(
+    r"(?<![a-z0-9])(?:[eg][\s\-]?[0-9]{4}[\s\-]?[0-9]{4}|e[a-hj-np-z][0-9]{7})(?![a-z0-9])",
+    re.IGNORECASE,
+)
+_PASSPORT_KEY = re.compile(
+    rf"(?:护照|passport|通行证|回乡证|台胞证){_FILLER}(?:no\.?\s*)?([a-z]{{1,2}}[\s\-]?[0-9]{{6,9}}|[0-9]{{8,9}})(?![a-z0-9])",
+    re.IGNORECASE,
+)
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|[01]?[0-9]?[0-9])"
+_IPV4 = re.compile(rf"(?<![0-9.]){_OCTET}(?:\.{_OCTET}){{3}}(?![0-9]|\.[0-9])")
+_IPV6 = re.compile(
+    r"(?<![0-9a-f:])(?:[0-9a-f]{0,4}:){2,7}(?:[0-9a-f]{1,4}|[0-9.]{7,15})?(?![0-9a-f:])",
+    re.IGNORECASE,
+)
+_VERSION_BEFORE = re.compile(
+    r"(?:v|ver|version|版本号?|固件|系统|build)[\s:：.]*$", re.IGNORECASE
+)
+_PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
+_PLATE = re.compile(
+    rf"[{_PROVINCES}][a-hj-np-z][\s·•・.\-]?([a-hj-np-z0-9]{{5,6}})(?![a-z0-9])",
+    re.IGNORECASE,
+)
+_NEW_ENERGY = re.compile(r"[dfDF][a-hj-np-zA-HJ-NP-Z0-9][0-9]{4}|[0-9]{5}[dfDF]")
+
+_NUM = rf"[0-9十百千拾佰仟廿卅零两{_CN}]+"
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff"
+_STREET = f"(?<=[{_CJK}])(?:路|街|巷|弄|胡同|(?<![知味难频通轨渠赛车])道)"
+_STREET_NAME = 8  # characters before 路/街… masked with the number: the street name
+_UNIT = r"(?:号楼|号院|栋|幢|座|单元|室|楼|层|号|弄|支弄|户)"
+_HOUSE = rf"\s?{_NUM}(?:号|弄)(?!线|电池|球)(?:[院楼]|\s?{_NUM}(?:-{_NUM})*{_UNIT})*"
+_BUILDING = rf"{_NUM}(?:号楼|栋|幢|座)\s?(?:{_NUM}单元\s?)?{_NUM}(?:室|号|房|户)?"
+_ADDRESS = re.compile(
+    rf"({_STREET}){_HOUSE}|{_BUILDING}|{_NUM}单元\s?{_NUM}(?:室|号|房|户)?|[0-9]{{3,4}}室"
+)
+_ADDRESS_HINT = re.compile("[号弄栋幢座单元室]")
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        n = int(d) * (2 if i % 2 else 1)
+        total += n - 9 if n > 9 else n
+    return total % 10 == 0
+
+
+@dataclass(frozen=True, slots=True)
+class Shadow:
+    """The normalised text used for detection and where each of its characters came from."""
+
+    text: str
+    origin: (
+        tuple[int, ...] | None
+    )  # original index of each shadow character; None: the same index
+    length: int  # of the original text
+    numerals: frozenset[int] = (
+        frozenset()
+    )  # shadow positions of digits that were Chinese numerals
+    plain: str = ""  # ``text`` before Chinese numerals became digits: e-mails and ids are read here
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        """Original span covering shadow characters ``start`` to ``end`` (exclusive)."""
+        if self.origin is None:
+            return start, end
+        last = self.origin[end - 1] + 1
+        # Invisible characters trailing the match (a keycap's U+20E3) go with it.
+        following = self.origin[end] if end < len(self.origin) else self.length
+        return self.origin[start], max(last, following)
+
+
+def shadow(text: str) -> Shadow:
+    """NFKC per character, every digit in ASCII, invisible characters gone; same length where possible."""
+    if unicodedata.is_normalized("NFKC", text) and not _INVISIBLE.search(text):
+        mapped, origin = (
+            (text.translate(_DIGIT_MAP) if _OTHER_DIGIT.search(text) else text),
+            None,
+        )
+    else:
+        parts: list[str] = []
+        index: list[int] = []
+        for i, ch in enumerate(text):
+            if ord(ch) in _INVISIBLE_SET:
+                continue
+            folded = (
+                ch
+                if ch.isascii()
+                else unicodedata.normalize("NFKC", ch).translate(_DIGIT_MAP)
+            )
+            parts.append(folded)
+            index.extend([i] * len(folded))
+        mapped, origin = "".join(parts), tuple(index)
+    plain = mapped
+    numerals: set[int] = set()
+    if _CN_ANY.search(mapped):
+        # Chinese numerals count as digits only in runs of five or more: 一三八… is a number, 一下 is not.
+        for run in _CN_RUN.finditer(mapped):
+            numerals.update(i for i in range(*run.span()) if mapped[i] in _CN_DIGITS)
+        mapped = (
+            "".join(_CN_DIGITS[c] if i in numerals else c for i, c in enumerate(mapped))
+            if numerals
+            else mapped
+        )
+    return Shadow(mapped, origin, len(text), frozenset(numerals), plain)
+
+
+def digits_of(text: str) -> str:
+    """Only the digits of ``text``, as ASCII, Chinese numerals included: how a leak is looked for."""
+    return "".join(
+        c
+        for c in unicodedata.normalize("NFKC", text)
+        .translate(_DIGIT_MAP)
+        .translate(_CN_TABLE)
+        if "0" <= c <= "9"
+    )
+
+
+class _Claims:
+    """Matched shadow spans; the first claim on a character wins."""
+
+    def __init__(self, size: int) -> None:
+        self.taken = bytearray(size)
+        self.spans: list[tuple[int, int, str]] = []
+
+    def free(self, start: int, end: int) -> bool:
+        return not any(self.taken[start:end])
+
+    def add(self, start: int, end: int, kind: str) -> bool:
+        if start >= end or not self.free(start, end):
+            return False
+        self.taken[start:end] = b"\x01" * (end - start)
+        self.spans.append((start, end, kind))
+        return True
+
+
+def _claim_matches(
+    pattern: re.Pattern[str],
+    text: str,
+    claims: _Claims,
+    kind: str,
+    group: int = 0,
+    accept: Callable[[re.Match[str]], bool] | None = None,
+) -> None:
+    """Claim every (accepted) match; a rejected one is retried one character later, so that what is
+    found does not depend on whether overlapping data was already masked (idempotence)."""
+    pos = 0
+    while m := pattern.search(text, pos):
+        ok = (accept is None or accept(m)) and claims.add(*m.span(group), kind)
+        pos = m.end() if ok else m.start() + 1
+
+
+def _claim_addresses(plain: str, claims: _Claims) -> None:
+    """Addresses; a street number takes up to eight characters of street name before 路/街… with it."""
+    pos = 0
+    while m := _ADDRESS.search(plain, pos):
+        start = m.start()
+        if m[1]:
+            name = 0
+            while (
+                name < _STREET_NAME
+                and start > 0
+                and "\u3400" <= plain[start - 1] <= "\u9fff"
+                and claims.free(start - 1, start)
+            ):
+                start, name = start - 1, name + 1
+        pos = m.end() if claims.add(start, m.end(), "address") else m.start() + 1
+
+
+def _classify(
+    digits: str, bounds: frozenset[int], x_follows: bool
+) -> tuple[str, bool] | None:
+    """Kind of a whole number and whether a following X belongs to it (the ID check character).
+
+    ``bounds`` are the digit counts at which the user put separators: a landline split into
+    groups must have its area code (after an optional 86) as a group of its own, which keeps
+    dates (2024.05.01-2024.06.30) out.
+    """
+    n = len(digits)
+    if n == 17 and x_follows and _ID18.fullmatch(digits):
+        return "id_number", True
+    if (n == 18 and _ID18.fullmatch(digits)) or (n == 15 and _ID15.fullmatch(digits)):
+        return "id_number", False
+    if (
+        15 <= n <= 19
+        and _CARD_IIN.fullmatch(digits)
+        and (n != 15 or digits[:2] in ("34", "37"))
+        and _luhn(digits)
+    ):
+        return "bank_card", False
+    if _MOBILE.fullmatch(digits):
+        return "phone", False
+    landline = _LANDLINE.fullmatch(digits)
+    if landline:
+        area_end = landline.end(1) + len(landline[2] or landline[3])
+        prefix = {landline.end(1)}
+        if not bounds or (
+            area_end in bounds and {b for b in bounds if b < area_end} <= prefix
+        ):
+            return "phone", False
+    return None
+
+
+def _x_after(s: str, end: int) -> int | None:
+    """Position just past an ID check character X after ``end`` (at most two separators between)."""
+    pos = _SEP_ONLY.match(s, end).end()
+    if (
+        pos < len(s)
+        and s[pos] in "Xx"
+        and not (pos + 1 < len(s) and s[pos + 1].isascii() and s[pos + 1].isalpha())
+    ):
+        return pos + 1
+    return None
+
+
+def _groups(
+    s: str, start: int, end: int, numerals: frozenset[int]
+) -> Iterator[tuple[int, int]]:
+    """Digit groups of a run; a switch between Chinese numerals and digits also ends a group (八13800138000)."""
+    for g in _GROUP.finditer(s, start, end):
+        begin = g.start()
+        for i in range(g.start() + 1, g.end()) if numerals else ():
+            if (i in numerals) != (i - 1 in numerals):
+                yield begin, i
+                begin = i
+        yield begin, g.end()
+
+
+def _numbers(s: str, numerals: frozenset[int], claims: _Claims) -> None:
+    """Phones, IDs and cards: whole numbers made of consecutive digit groups of a run."""
+    for run in _RUN.finditer(s):
+        groups = [
+            g for g in _groups(s, run.start(), run.end(), numerals) if claims.free(*g)
+        ]
+        i = 0
+        while i < len(groups):
+            best: tuple[int, str, int] | None = None
+            digits = ""
+            bounds: list[int] = []
+            for j in range(i, len(groups)):
+                if j > i and not claims.free(groups[j - 1][1], groups[j][0]):
+                    break
+                digits += s[groups[j][0] : groups[j][1]]
+                if len(digits) > _LONGEST:
+                    break
+                x_end = _x_after(s, groups[j][1]) if len(digits) == 17 else None
+                found = _classify(digits, frozenset(bounds), x_end is not None)
+                bounds.append(len(digits))
+                if found:
+                    best = (j, found[0], x_end if found[1] and x_end else groups[j][1])
+            if best is None:
+                i += 1
+                continue
+            j, kind, end = best
+            start = groups[i][0]
+            if start and s[start - 1] == "+":
+                start -= 1
+            if start and s[start - 1] == "(" and ")" in s[start:end]:
+                start -= 1
+            claims.add(start, end, kind)
+            i = j + 1
+
+
+def _claim_digits_after(
+    s: str, pos: int, claims: _Claims, kind: str, lo: int, hi: int
+) -> bool:
+    """Claim the digit groups of a run starting at ``pos`` while they total at most ``hi`` digits."""
+    run = _RUN.match(s, pos)
+    if not run:
+        return False
+    end, count = pos, 0
+    for g in _GROUP.finditer(s, run.start(), run.end()):
+        if count + len(g[0]) > hi:
+            break
+        count += len(g[0])
+        end = g.end()
+    return count >= lo and claims.add(pos, end, kind)
+
+
+def _keyed(plain: str, s: str, claims: _Claims) -> None:
+    """Chat ids and passports, found by their own shape or the word that introduces them.
+
+    Ids are read in ``plain``, digits in ``s`` (where numerals are digits).
+    """
+    _claim_matches(_WXID, plain, claims, "wechat")
+    for m in _WECHAT_KEY.finditer(plain):
+        ident = _WECHAT_ID.match(plain, m.end())
+        if ident:
+            claims.add(*ident.span(), "wechat")
+        else:
+            _claim_digits_after(s, m.end(), claims, "wechat", 5, 20)
+    for m in _QQ_KEY.finditer(plain):
+        _claim_digits_after(s, m.end(), claims, "qq", 5, 12)
+    _claim_matches(_PASSPORT_KEY, plain, claims, "passport", 1)
+
+
+def _ipv4(m: re.Match[str]) -> bool:
+    """Not a four-part version number (版本 1.0.0.12, v1.2.3.4)."""
+    return not _VERSION_BEFORE.search(m.string, max(0, m.start() - 12), m.start())
+
+
+def _ipv6(m: re.Match[str]) -> bool:
+    if sum(1 for part in m[0].split(":") if part) < 2:
+        return False
+    try:
+        ipaddress.IPv6Address(m[0])
+    except ValueError:
+        return False
+    return True
+
+
+def _plate(m: re.Match[str]) -> bool:
+    """Five characters with at least three digits, or a six-character new-energy plate (D/F)."""
+    tail = m[1]
+    return (len(tail) == 5 and sum(c.isdigit() for c in tail) >= 3) or (
+        len(tail) == 6 and bool(_NEW_ENERGY.fullmatch(tail))
+    )
+
+
+def _spans(sh: Shadow) -> list[tuple[int, int, str]]:
+    s, plain = sh.text, sh.plain
+    claims = _Claims(len(s))
+    if _EMAIL_HINT.search(plain):
+        _claim_matches(_EMAIL, plain, claims, "email")
+    if _KEY_HINT.search(plain):
+        _keyed(plain, s, claims)
+    if _ANY_DIGIT.search(s):
+        _claim_matches(_PASSPORT, plain, claims, "passport")
+        if "." in plain:
+            _claim_matches(_IPV4, plain, claims, "ip", accept=_ipv4)
+        if "::" in plain or plain.count(":") >= 7:
+            _claim_matches(_IPV6, plain, claims, "ip", accept=_ipv6)
+        _numbers(s, sh.numerals, claims)
+        _claim_matches(_PLATE, s, claims, "plate", accept=_plate)
+    if _ADDRESS_HINT.search(plain):
+        _claim_addresses(plain, claims)
+    return claims.spans
+
+
+def find(text: str) -> Iterator[tuple[int, int, str]]:
+    """Spans of personal data in ``text`` (original indices, sorted, not overlapping) and their kinds."""
+    if unicodedata.is_normalized("NFKC", text) and not _GATE.search(text):
+        return
+    sh = shadow(text)
+    for start, end, kind in sorted(_spans(sh)):
+        yield (*sh.span(start, end), kind)
+
+
+def mask(text: str) -> tuple[str, tuple[str, ...]]:
+    """``text`` with each personal-data span replaced by its placeholder, and the kinds found (for metrics)."""
+    out: list[str] = []
+    kinds: set[str] = set()
+    last = 0
+    for start, end, kind in find(text):
+        if start < last:
+            continue
+        out.append(text[last:start])
+        out.append(PLACEHOLDERS[kind])
+        kinds.add(kind)
+        last = end
+    if not kinds:
+        return text, ()
+    out.append(text[last:])
+    return "".join(out), tuple(k for k in KINDS if k in kinds)
+
+
+def alnum_of(text: str) -> str:
+    """Letters and digits of ``text`` only, case-folded, digits in ASCII: a secret's readable core."""
+    folded = (
+        unicodedata.normalize("NFKC", text)
+        .casefold()
+        .translate(_DIGIT_MAP)
+        .translate(_CN_TABLE)
+    )
+    return "".join(c for c in folded if c.isalnum())

@@ -1,0 +1,304 @@
+"""PII masking against the forms people use to slip contact data past filters, and its corpus floors."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import unicodedata
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stream.cli import main
+from stream.core.pii import KINDS, PLACEHOLDERS, digits_of, find, mask
+from stream.core.text import normalize
+from stream.devtools.privacy_report import (
+    FALSE_POSITIVE_CEILING,
+    RECALL_FLOOR,
+    evaluate,
+    leaked,
+    load_corpus,
+)
+
+CORPUS = load_corpus()
+
+
+def test_corpus_is_large_and_covers_every_kind_and_the_named_negatives() -> None:
+    positives = [c for c in CORPUS if c.kinds]
+    negatives = [c for c in CORPUS if not c.kinds]
+    assert len(CORPUS) >= 300 and len(positives) >= 150 and len(negatives) >= 150
+    for kind in KINDS:
+        assert sum(kind in c.kinds for c in positives) >= 10, kind
+    texts = "\n".join(c.text for c in negatives)
+    for example in (
+        "¥199.00",
+        "3999元",
+        "iPhone 13",
+        "RTX 4090",
+        "小米14 Ultra",
+        "2024-05-01",
+        "2024年5月1日",
+        "SF1234567890123",
+        "JD0012345678",
+        "978-7-111-12345-6",
+        "95%",
+        "v2.3.1",
+    ):
+        assert example in texts, example
+    assert all(c.secrets for c in positives), "every positive names what must vanish"
+
+
+def test_corpus_recall_and_false_positive_floors() -> None:
+    report = evaluate(CORPUS)
+    misses = [(case.text, masked, why) for case, masked, why in report.misses]
+    assert report.recall >= RECALL_FLOOR, misses
+    assert report.false_positive_rate <= FALSE_POSITIVE_CEILING, misses
+
+
+@pytest.mark.parametrize("case", [c for c in CORPUS if c.kinds], ids=lambda c: c.form)
+def test_no_secret_of_a_positive_survives_in_the_digits_only_shadow(case) -> None:
+    masked, _ = mask(case.text)
+    for secret in case.secrets:
+        digits = digits_of(secret)
+        if len(digits) >= 5:
+            assert digits not in digits_of(masked)
+        assert not leaked(secret, masked)
+
+
+@pytest.mark.parametrize(
+    ("raw", "kind", "secret"),
+    [
+        ("我的手机(138)1234-5678", "phone", "13812345678"),
+        ("打138.1234.5678", "phone", "13812345678"),
+        ("打138_1234_5678", "phone", "13812345678"),
+        ("打138—1234—5678", "phone", "13812345678"),
+        ("打138📞1234📞5678", "phone", "13812345678"),
+        ("打13 812 345 678", "phone", "13812345678"),
+        ("打一三八一二三四五六七八", "phone", "13812345678"),
+        ("打壹叁捌壹贰叁肆伍陆柒捌", "phone", "13812345678"),
+        ("打幺三八 幺二三四 五六七八", "phone", "13812345678"),
+        ("打١٣٨١٢٣٤٥٦٧٨", "phone", "13812345678"),
+        (
+            "打1\u200b3\u200b8\u200b1\u200b2\u200b3\u200b4\u200b5\u200b6\u200b7\u200b8",
+            "phone",
+            "13812345678",
+        ),
+        ("座机010 12345678", "phone", "01012345678"),
+        ("座机(010)12345678", "phone", "01012345678"),
+        ("座机+86 10 1234 5678", "phone", "1012345678"),
+        ("身份证110105 19491231 002X", "id_number", "11010519491231002"),
+        ("身份证110105-19491231-002X", "id_number", "11010519491231002"),
+        ("卡号622202 1234567890128", "bank_card", "6222021234567890128"),
+        ("卡号3782 822463 10005", "bank_card", "378282246310005"),
+        ("邮箱 zhangsan @ qq.com", "email", "zhangsan"),
+        ("邮箱 zhangsan(at)qq(dot)com", "email", "zhangsan"),
+        ("邮箱 zhangsan[at]qq[dot]com", "email", "zhangsan"),
+        ("邮箱 zhangsan＠qq.com", "email", "zhangsan"),
+        ("邮箱 zhangsan艾特qq.com", "email", "zhangsan"),
+        ("邮箱 zhangsan@qq。com", "email", "zhangsan"),
+        ("邮箱 张三@例子.中国", "email", "张三"),
+        ("wxid_abcdef123 加我", "wechat", "wxid_abcdef123"),
+        ("加微信 zhang_san88", "wechat", "zhang_san88"),
+        ("vx: zhang_san88", "wechat", "zhang_san88"),
+        ("v信 zhang_san88", "wechat", "zhang_san88"),
+        ("威信 zhang_san88", "wechat", "zhang_san88"),
+        ("weixin zhang_san88", "wechat", "zhang_san88"),
+        ("QQ 123456789", "qq", "123456789"),
+        ("扣扣 123456789", "qq", "123456789"),
+        ("企鹅 123456789", "qq", "123456789"),
+        ("车牌京A12345", "plate", "A12345"),
+        ("车牌粤B·D12345", "plate", "BD12345"),
+        ("护照E12345678", "passport", "E12345678"),
+        ("护照G12345678", "passport", "G12345678"),
+        ("登录IP 192.168.10.20", "ip", "192.168.10.20"),
+        ("登录IP 2001:db8::8a2e:370:7334", "ip", "2001:db8::8a2e:370:7334"),
+        ("寄到建国路八十八号", "address", "八十八号"),
+        ("寄到长宁路123弄45号", "address", "123弄45号"),
+        ("寄到幸福小区3栋2单元1201室", "address", "3栋2单元1201室"),
+        ("寄到12幢3单元401", "address", "12幢3单元401"),
+    ],
+)
+def test_issue_forms_are_masked_with_their_placeholder(
+    raw: str, kind: str, secret: str
+) -> None:
+    masked, kinds = mask(raw)
+    assert kind in kinds and PLACEHOLDERS[kind] in masked
+    assert not leaked(secret, masked), masked
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("前缀１３８００１３８０００后缀", "前缀[PHONE]后缀"),
+        ("a\u200b13800138000\u200bb", "a\u200b[PHONE]b"),
+        ("电话+86 138 0013 8000。", "电话[PHONE]。"),
+        ("(138)1234-5678 找我", "[PHONE] 找我"),
+        ("身份证11010519491231002X请核对", "身份证[ID]请核对"),
+        ("一下 一三八一二三四五六七八 一下", "一下 [PHONE] 一下"),
+        ("八13000000000、", "八[PHONE]、"),
+        ("2️⃣ 1️⃣3️⃣8️⃣0️⃣0️⃣1️⃣3️⃣8️⃣0️⃣0️⃣0️⃣好", "2️⃣ [PHONE]好"),
+        ("2️⃣1️⃣3️⃣8️⃣0️⃣0️⃣1️⃣3️⃣8️⃣0️⃣0️⃣0️⃣好", "2️⃣1️⃣3️⃣8️⃣0️⃣0️⃣1️⃣3️⃣8️⃣0️⃣0️⃣0️⃣好"),  # a 12-digit number, not a phone
+    ],
+)
+def test_only_the_secret_is_replaced_in_the_original_text(
+    raw: str, expected: str
+) -> None:
+    assert mask(raw)[0] == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "订单202411281380013800099",
+        "2024.05.01-2024.06.30",
+        "订单 2024 0501 1234 5678",
+        "版本1.2.3.4",
+        "G1234次高铁",
+        "尺码 38 39 40 41 42 43 44 45",
+        "时间戳1714521600000",
+        "一五一十地说",
+        "地铁3号线",
+        "5号电池",
+    ],
+)
+def test_numbers_that_are_not_personal_data_are_kept(raw: str) -> None:
+    assert mask(raw) == (raw, ())
+
+
+def test_kinds_are_reported_once_in_priority_order() -> None:
+    masked, kinds = mask("a@b.cn 13800138000 c@d.cn 13900139000 QQ 12345678")
+    assert masked == "[EMAIL] [PHONE] [EMAIL] [PHONE] QQ [QQ]"
+    assert kinds == ("email", "qq", "phone")
+
+
+def test_privacy_report_command_passes_on_the_shipped_corpus(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["privacy-report"]) == 0
+    out = capsys.readouterr().out
+    assert "recall 1.0000" in out or re.search(r"recall 0\.99\d\d", out)
+    assert "per kind" in out and out.rstrip().endswith("OK")
+
+
+def test_privacy_report_command_lists_misses_and_fails_below_the_floor(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus = tmp_path / "c.jsonl"
+    rows = [
+        {
+            "text": "电话l38OOl38OOO",
+            "kinds": ["phone"],
+            "secrets": ["l38OOl38OOO"],
+            "form": "letters for digits",
+        },
+        {"text": "¥199.00", "kinds": [], "secrets": []},
+    ]
+    corpus.write_text(
+        "\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8"
+    )
+    assert main(["privacy-report", "--corpus", str(corpus)]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "recall 0.0000" in out and "letters for digits" in out and "BELOW FLOOR" in out
+    )
+
+
+ascii_or_cjk = st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF).filter(
+    lambda c: (
+        c
+        not in "〇零一幺壹二贰貳三叁參叄四肆五伍六陆陸七柒八捌九玖十百千拾佰仟两路街巷弄道号栋幢座单元室楼层"
+    )
+)
+filler = st.text(
+    alphabet=st.one_of(ascii_or_cjk, st.sampled_from("，。！？、 ")),
+    min_size=1,
+    max_size=10,
+)
+SCRIPTS = {
+    "ascii": lambda d: d,
+    "fullwidth": lambda d: "".join(chr(ord(c) + 0xFEE0) for c in d),
+    "arabic-indic": lambda d: "".join(chr(0x660 + int(c)) for c in d),
+    "chinese": lambda d: "".join("零一二三四五六七八九"[int(c)] for c in d),
+    "financial": lambda d: "".join("零壹贰叁肆伍陆柒捌玖"[int(c)] for c in d),
+}
+SEPARATORS = ["", " ", "-", ".", "_", "—", "–", "·", "😀", "\u200b", "\u3000", " - "]
+
+
+@st.composite
+def obfuscated_mobile(draw: st.DrawFn) -> tuple[str, str]:
+    number = draw(st.sampled_from("3456789").map(lambda s: "1" + s)) + draw(
+        st.text("0123456789", min_size=9, max_size=9)
+    )
+    script = SCRIPTS[draw(st.sampled_from(sorted(SCRIPTS)))]
+    sep = draw(st.sampled_from(SEPARATORS))
+    cuts = sorted(draw(st.sets(st.integers(1, 10), max_size=4)))
+    parts = [number[a:b] for a, b in zip([0, *cuts], [*cuts, 11])]
+    prefix = draw(st.sampled_from(["", "+86 ", "0086", "86-"]))
+    return prefix + sep.join(script(p) for p in parts), number
+
+
+@settings(max_examples=300, deadline=None)
+@given(filler, obfuscated_mobile(), filler)
+def test_an_obfuscated_mobile_never_survives_and_masking_is_idempotent(
+    head: str, phone: tuple[str, str], tail: str
+) -> None:
+    written, number = phone
+    masked, kinds = mask(head + written + tail)
+    assert "phone" in kinds or "wechat" in kinds or "qq" in kinds
+    assert number not in digits_of(masked)
+    assert mask(masked)[0] == masked
+    assert mask(normalize(masked))[0] == normalize(masked)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(st.characters(codec=None, exclude_categories=())))
+def test_masking_never_raises_never_adds_digits_and_is_idempotent(raw: str) -> None:
+    masked, kinds = mask(raw)
+    assert set(kinds) <= set(KINDS)
+    assert len(digits_of(masked)) <= len(digits_of(raw))
+    assert mask(masked)[0] == masked
+    assert (masked == raw) == (not kinds)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(filler, st.sampled_from([c.text for c in CORPUS])),
+        min_size=1,
+        max_size=4,
+    ).map("".join)
+)
+def test_spans_are_ordered_and_the_rest_of_the_text_is_untouched(raw: str) -> None:
+    spans = list(find(raw))
+    assert all(a < b for a, b, _ in spans)
+    assert all(b1 <= a2 for (_, b1, _), (a2, _, _) in itertools.pairwise(spans))
+    masked, _ = mask(raw)
+    kept = [
+        raw[b1:a2]
+        for (_, b1, _), (a2, _, _) in zip(
+            [(0, 0, ""), *spans], [*spans, (len(raw), 0, "")]
+        )
+    ]
+    assert re.split("|".join(map(re.escape, PLACEHOLDERS.values())), masked) == kept
+    assert mask(masked)[0] == masked
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(filler, st.sampled_from([c.text for c in CORPUS if c.kinds])),
+        min_size=1,
+        max_size=3,
+    ).map("".join)
+)
+def test_placeholders_survive_normalize(raw: str) -> None:
+    masked, _ = mask(raw)
+    placeholders = re.findall("|".join(map(re.escape, PLACEHOLDERS.values())), masked)
+    assert (
+        re.findall("|".join(map(re.escape, PLACEHOLDERS.values())), normalize(masked))
+        == placeholders
+    )
+    assert unicodedata.is_normalized("NFKC", normalize(masked))
