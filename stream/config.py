@@ -63,8 +63,8 @@ class Settings(BaseSettings):
     batch_tokens: int = Field(4096, ge=64, description="token budget per encoder batch (padding included)")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="auto = bfloat16 on CUDA (float16 where bf16 is unsupported), float32 on CPU")
     torch_threads: int = Field(0, ge=0, description="CPU threads for torch; 0 = torch's default")
-    review_prefix: str = Field("", description='prepended to reviews, e.g. "passage: " for e5 models')
-    query_prefix: str = Field("", description='prepended to search queries, e.g. "query: " for e5 models')
+    review_prefix: str | None = Field(None, description='prepended to reviews; unset: from the model ("passage: " for e5)')
+    query_prefix: str | None = Field(None, description='prepended to search queries; unset: from the model ("query: " for e5)')
 
     # Micro-batching
     batch_size: int = Field(256, ge=1, description="max events per micro-batch")
@@ -112,7 +112,7 @@ class Settings(BaseSettings):
     def to_env(self) -> dict[str, str]:
         """These settings as STREAM_* variables, to start another process (a worker) with them."""
         out = {}
-        for name, value in self.model_dump(mode="json").items():
+        for name, value in self.model_dump(mode="json", exclude_none=True).items():
             out[f"STREAM_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
         return out
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import faust
 
 from stream.config import Settings
 from stream.core.clustering import OnlineClusterer
 from stream.kafka.security import faust_credentials
+from stream.model_meta import model_prefixes
 from stream.worker.agents import register
 from stream.worker.encoder import Encoder, TransformerEncoder
 from stream.worker.pipeline import BatchProcessor
@@ -36,7 +39,7 @@ def build_processor(settings: Settings, encoder: Encoder) -> BatchProcessor:
         encoder,
         clusterer,
         kind_of_topic=settings.kind_of_topic,
-        prefixes={"review": settings.review_prefix, "search": settings.query_prefix},
+        prefixes=asdict(model_prefixes(settings.model, settings.review_prefix, settings.query_prefix)),
         limits=settings.decode_limits,
         currency=settings.currency,
         lateness_ms=int(settings.lateness_seconds * 1000),
