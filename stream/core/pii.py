@@ -534,3 +534,15 @@ def alnum_of(text: str) -> str:
         .translate(_CN_TABLE)
     )
     return "".join(c for c in folded if c.isalnum())
+
+
+def numbers_in(text: str) -> list[str]:
+    """The digits of each number in ``text`` as the masker reads numbers (any script, separators dropped).
+
+    >>> numbers_in("电话１３８ 1234—5678，订单 42，一三八一二")
+    ['13812345678', '42', '13812']
+    """
+    return [
+        "".join(c for c in run[0] if "0" <= c <= "9")
+        for run in _RUN.finditer(shadow(text).text)
+    ]

@@ -1,0 +1,153 @@
+"""Masking of decoded values: JSON fields, dead-letter payloads and keys.
+
+Masking raw bytes misses what an encoder hid: ``json.dumps`` writes ``"\\u7535\\u8bdd13812345678"``
+by default, and a phone number in a key or an attribute never passes through text cleaning.
+Everything here works on decoded values: every string (object keys included) and every number
+is masked with :func:`stream.core.pii.mask`; what cannot be decoded is unescaped as far as
+possible and masked as text. Output sizes are capped and the cost is bounded by the cap, so a
+megabyte of digits cannot stall a worker; a secret cut by the cap is dropped, never half-shown.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from stream.core.pii import KINDS, PLACEHOLDERS, find, mask
+from stream.core.privacy import pseudonym
+
+TEXT_LIMIT = 16_384  # characters of a dead letter's value_text: well under the 1 MB producer limit
+ERROR_LIMIT = 1_024
+TRUNCATION_MARK = "…[TRUNCATED]"
+_MARGIN = (
+    512  # longer than any span pii.find can match: what straddles a cut lies within it
+)
+_ESCAPE = re.compile(
+    r"\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})|\\u([0-9a-fA-F]{4})"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Masked:
+    """A masked value, the kinds found and whether the size cap cut it."""
+
+    value: Any
+    kinds: tuple[str, ...]
+    truncated: bool = False
+
+
+def mask_head(text: str, limit: int) -> Masked:
+    """``text`` masked, at most ``limit`` characters of it, at a cost bounded by ``limit``.
+
+    Only a window of ``limit`` + margin characters is scanned; the margin is then dropped, so a
+    secret that the window cut in two (and that could not be recognised) is not in the output.
+    """
+    if len(text) <= limit:
+        masked, kinds = mask(text)
+        if len(masked) <= limit:
+            return Masked(masked, kinds)
+    window = text[: limit + _MARGIN]
+    safe = len(window) if len(window) == len(text) else len(window) - _MARGIN
+    out: list[str] = []
+    found: set[str] = set()
+    last = 0
+    for start, end, kind in find(window):
+        if start >= safe:
+            break
+        out += (window[last:start], PLACEHOLDERS[kind])
+        found.add(kind)
+        last = end
+    if last < safe:
+        out.append(window[last:safe])
+    masked = "".join(out)[:limit]
+    return Masked(masked, tuple(k for k in KINDS if k in found), truncated=True)
+
+
+def unescape(text: str) -> str:
+    """Decode JSON ``\\uXXXX`` escapes (surrogate pairs joined) in text that is not valid JSON."""
+
+    def one(m: re.Match[str]) -> str:
+        if m[3]:
+            return chr(int(m[3], 16))
+        return chr(
+            0x10000 + ((int(m[1], 16) - 0xD800) << 10) + (int(m[2], 16) - 0xDC00)
+        )
+
+    return _ESCAPE.sub(one, text)
+
+
+class _Budget:
+    """Characters of masked output still allowed; strings past it are emptied (and marked)."""
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+        self.kinds: set[str] = set()
+        self.truncated = False
+
+    def text(self, value: str) -> str:
+        result = mask_head(value, max(self.left, 0))
+        self.left -= len(result.value)
+        self.kinds.update(result.kinds)
+        self.truncated |= result.truncated
+        return result.value
+
+
+def _mask_tree(value: Any, budget: _Budget) -> Any:
+    if isinstance(value, str):
+        return budget.text(value)
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int | float):
+        # A phone or QQ number sent as a JSON number is still one.
+        literal = json.dumps(value)
+        masked = budget.text(literal)
+        return value if masked == literal else masked
+    if isinstance(value, Mapping):
+        return {budget.text(str(k)): _mask_tree(v, budget) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mask_tree(v, budget) for v in value]
+    return budget.text(str(value))
+
+
+def mask_tree(value: Any, limit: int = TEXT_LIMIT) -> Masked:
+    """A decoded JSON value with every key, string and number masked, within ``limit`` characters of strings."""
+    budget = _Budget(limit)
+    masked = _mask_tree(value, budget)
+    return Masked(
+        masked, tuple(k for k in KINDS if k in budget.kinds), budget.truncated
+    )
+
+
+def redact_bytes(raw: bytes, limit: int = TEXT_LIMIT) -> Masked:
+    """A record value as masked text for a dead letter: re-serialised JSON when it decodes, else
+    the UTF-8 text with escapes decoded; at most ``limit`` characters (plus the truncation mark)."""
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        masked = mask_tree(json.loads(text), limit)
+    except (ValueError, RecursionError):
+        result = mask_head(unescape(text), limit)
+    else:
+        serialised = json.dumps(masked.value, ensure_ascii=False, separators=(",", ":"))
+        head = serialised[:limit]
+        result = Masked(
+            head, masked.kinds, masked.truncated or len(head) < len(serialised)
+        )
+    return Masked(
+        result.value + TRUNCATION_MARK if result.truncated else result.value,
+        result.kinds,
+        result.truncated,
+    )
+
+
+def redact_key(key: bytes | None, pseudonym_key: bytes | None) -> str | None:
+    """A record key as a dead letter may carry it: its pseudonym when a key is configured, else nothing.
+
+    >>> redact_key(b"13812345678", None) is None, redact_key(b"u1", b"k") == pseudonym("u1", b"k")
+    (True, True)
+    """
+    if key is None or not pseudonym_key:
+        return None
+    return pseudonym(key.decode("utf-8", errors="replace"), pseudonym_key)
