@@ -21,12 +21,12 @@ from faust.utils import json as faust_json
 from stream.config import Settings
 from stream.core.clustering import OnlineClusterer
 from stream.core.events import Event, decode
+from stream.core.messages import make_update
 from stream.core.profile import (
     Profile,
     Rules,
     apply_update,
     churn_step,
-    make_update,
     new_profile,
     public_view,
 )

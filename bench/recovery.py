@@ -23,7 +23,6 @@ import random
 import shutil
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -34,15 +33,16 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, TopicPartition
 
 from bench.inputs import REPO_ROOT
 from bench.processes import cpu_seconds, disk_usage
+from bench.watcher import ProfileWatcher
+from stream.client import http_get
 from stream.config import Settings
 from stream.devtools.broker import LocalBroker, free_port
 from stream.devtools.tinymodel import build_tiny_bert
-from stream.devtools.worker_process import WorkerProcess, http_get
-from stream.kafka.clients import make_producer
+from stream.devtools.worker_process import WorkerProcess
+from stream.kafka.clients import make_producer, read_topic, topic_offsets
 from stream.kafka.topics import ensure_topics
 
 TS = "2026-01-01T00:00:00Z"
@@ -118,89 +118,6 @@ class Worker:
         self.process.stop()
         return time.monotonic() - t
 
-    def log_lines(self, needle: str, limit: int = 20) -> list[str]:
-        path = self.process.log_path
-        if not path.exists():
-            return []
-        return [line for line in path.read_text(errors="replace").splitlines() if needle in line][:limit]
-
-
-# ---------------------------------------------------------------------------------- profiles topic
-
-
-class ProfileCounter:
-    """Follows the profiles topic from the beginning; counts users whose profile includes ``target`` events."""
-
-    def __init__(self, settings: Settings, target: int) -> None:
-        self.topic = settings.topic_profiles
-        self.target = target
-        self.consumer = Consumer({
-            "bootstrap.servers": settings.broker,
-            "group.id": f"bench-recovery-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "fetch.wait.max.ms": 50,
-        })
-        self.best: dict[str, int] = {}
-        self.done = 0
-        self.messages = 0
-        self.bytes = 0
-        self.last_done_at = 0.0
-        self.error: str | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._follow, name="profile-counter", daemon=True)
-
-    def __enter__(self) -> ProfileCounter:
-        partitions = self.consumer.list_topics(self.topic, timeout=30).topics[self.topic].partitions
-        self.consumer.assign([TopicPartition(self.topic, p, -2) for p in partitions])
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.consumer.close()
-
-    def _follow(self) -> None:
-        while not self._stop.is_set():
-            messages = self.consumer.consume(5000, timeout=0.2)
-            now = time.monotonic()
-            for m in messages:
-                if m.error():
-                    self.error = str(m.error())
-                    continue
-                value = m.value()
-                if value is None:
-                    continue
-                self.messages += 1
-                self.bytes += len(value)
-                p = orjson.loads(value)
-                total = int(p["behaviour"]["events_total"])
-                user = p["user_id"]
-                before = self.best.get(user, 0)
-                if total > before:
-                    self.best[user] = total
-                    if before < self.target <= total:
-                        self.done += 1
-                        self.last_done_at = now
-
-    def wait_all(self, n: int, worker: Worker, stall_timeout: float = 180.0) -> float:
-        """Block until ``n`` users are complete; returns the monotonic time the last one completed."""
-        seen, last_change, last_report = -1, time.monotonic(), time.monotonic()
-        while self.done < n:
-            if self.error:
-                raise RuntimeError(f"profiles consumer: {self.error}")
-            worker.process.check_alive()
-            if self.done != seen:
-                seen, last_change = self.done, time.monotonic()
-            elif time.monotonic() - last_change > stall_timeout:
-                raise TimeoutError(f"only {self.done}/{n} users complete; no progress for {stall_timeout:.0f}s")
-            if time.monotonic() - last_report > 15:
-                progress(f"  {self.done}/{n} users complete ({self.messages} profile messages)")
-                last_report = time.monotonic()
-            time.sleep(0.2)
-        return self.last_done_at
-
-
 # ------------------------------------------------------------------------------------------- inputs
 
 
@@ -243,35 +160,15 @@ def produce(settings: Settings, n: int) -> tuple[int, float]:
 
 def changelog_stats(settings: Settings, broker: LocalBroker, topic: str) -> dict[str, Any]:
     """Records (end - start offsets), distinct keys, and bytes of the topic's log segments on the broker."""
-    consumer = Consumer({"bootstrap.servers": settings.broker, "group.id": f"bench-cl-{uuid.uuid4().hex[:8]}",
-                         "enable.auto.commit": False})
-    try:
-        meta = consumer.list_topics(topic, timeout=30).topics[topic]
-        if meta.error is not None:
-            raise RuntimeError(f"{topic}: {meta.error}")
-        ends, records = {}, 0
-        for p in meta.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            ends[p] = high
-            records += high - low
-        consumer.assign([TopicPartition(topic, p, -2) for p, end in ends.items() if end > 0])
-        todo = {p for p, end in ends.items() if end > 0}
-        keys: set[bytes] = set()
-        tombstones = 0
-        deadline = time.monotonic() + 300
-        while todo and time.monotonic() < deadline:
-            for m in consumer.consume(10000, timeout=0.5):
-                if m.error():
-                    raise RuntimeError(str(m.error()))
-                keys.add(m.key())
-                tombstones += m.value() is None
-                if m.offset() >= ends[m.partition()] - 1:
-                    todo.discard(m.partition())
-    finally:
-        consumer.close()
+    offsets = topic_offsets(settings, topic)
+    keys: set[bytes | None] = set()
+    tombstones = 0
+    for key, value in read_topic(settings, topic, timeout=300):
+        keys.add(key)
+        tombstones += value is None
     log_bytes = sum(f.stat().st_size for d in (broker.data_dir / "logs").glob(f"{topic}-*") for f in d.glob("*.log"))
-    return {"topic": topic, "partitions": len(ends), "records": records, "distinct_keys": len(keys),
-            "tombstones": tombstones, "log_bytes": log_bytes}
+    return {"topic": topic, "partitions": len(offsets), "records": sum(high - low for low, high in offsets.values()),
+            "distinct_keys": len(keys), "tombstones": tombstones, "log_bytes": log_bytes}
 
 
 def read_tables(faust_dir: Path, table: str = "profile-state") -> dict[bytes, bytes]:
@@ -390,11 +287,6 @@ def run(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> dict[str, Any]
         data_dir=tmp / "data", cache_dir=cache, model=str(model), device="cpu", web_port=free_port(),
     )
     ensure_topics(settings)
-    result_notes: list[str] = []
-    failures, waited = wait_group_coordinator(settings)
-    if failures:
-        result_notes.append(f"the group coordinator of the fresh broker refused committed() {failures} time(s) over "
-                            f"{waited:.1f}s (NOT_COORDINATOR); a worker started then exits at start-up")
     logs = tmp / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     faust_dir = settings.data_dir / "faust"
@@ -406,27 +298,29 @@ def run(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> dict[str, Any]
         "config": {"users": n, "events": EVENTS_PER_USER * n, "sample": len(sample_users), "partitions": settings.partitions,
                    "batch_size": settings.batch_size, "commit_interval": settings.commit_interval,
                    "app_id": settings.app_id, "seed": args.seed, "probe_user": probe},
-        "notes": result_notes,
     }
 
     # 1. cold start, ingest
     progress("cold start (empty state)")
     w = Worker(settings, logs, "1-initial").start()
     stack.callback(w.process.stop)
-    _wait_health_only(w)
+    w.process.wait_healthy(interval=0.1)
+    w.ready_s = time.monotonic() - w.started
     result["cold_start_ready_s"] = w.ready_s
-    with ProfileCounter(settings, EVENTS_PER_USER) as counter:
+    with ProfileWatcher(settings) as watcher:
         cpu0, bcpu0 = cpu_seconds(w.process.pid), cpu_seconds(broker_pid) if broker_pid else 0.0
         progress(f"producing {EVENTS_PER_USER * n} events for {n} users")
         t0 = time.monotonic()
         events, produce_s = produce(settings, n)
         progress(f"produced {events} events in {produce_s:.1f}s ({events / produce_s:.0f}/s); waiting for profiles")
-        t_end = counter.wait_all(n, w)
-        ingest_s = t_end - t0
+        expected = {user_id(i): EVENTS_PER_USER for i in range(n)}
+        watcher.wait_for(expected, w.process.check_alive, stall_timeout=180.0,
+                         report=lambda done, goal: progress(f"  {done}/{goal} events in profiles"))
+        ingest_s = max(watcher.appeared(u, c) for u, c in expected.items()) - t0
         result["ingest"] = {
             "events": events, "produce_s": produce_s, "seconds": ingest_s, "events_per_s": events / ingest_s,
-            "users_per_s": n / ingest_s, "users_with_profile": len(counter.best),
-            "profile_messages": counter.messages, "profile_bytes_mean": counter.bytes / max(1, counter.messages),
+            "users_per_s": n / ingest_s, "users_with_profile": watcher.users,
+            "profile_messages": watcher.messages, "profile_bytes_mean": sum(watcher.sizes) / max(1, watcher.messages),
             "worker_cpu_s": cpu_seconds(w.process.pid) - cpu0,
             "broker_cpu_s": (cpu_seconds(broker_pid) - bcpu0) if broker_pid else None,
         }
@@ -471,44 +365,6 @@ def run(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> dict[str, Any]
     result["plain_restart"] = restart_result(w, w.stop(), sample, snapshot, probe)
     result["plain_restart"]["rocksdb_bytes"] = disk_usage(faust_dir)
     return result
-
-
-def wait_group_coordinator(settings: Settings, timeout: float = 120.0) -> tuple[int, float]:
-    """On a fresh broker ``__consumer_offsets`` is created on first use, and until its coordinator has loaded,
-    ``committed()`` can fail with NOT_COORDINATOR; the worker calls it once at start-up (recall_dead_letters) and
-    exits on that error. Ask the same question here until it is answered; returns (failures, seconds)."""
-    from confluent_kafka import KafkaException
-
-    start, failures = time.monotonic(), 0
-    consumer = Consumer({"bootstrap.servers": settings.broker, "group.id": settings.app_id,
-                         "enable.auto.commit": False})
-    try:
-        tps = [TopicPartition(settings.topic_orders, p) for p in range(settings.partitions)]
-        while True:
-            try:
-                consumer.committed(tps, timeout=10)
-                break
-            except KafkaException as exc:
-                if time.monotonic() - start > timeout:
-                    raise
-                failures += 1
-                progress(f"waiting for the group coordinator: {exc}")
-                time.sleep(0.5)
-    finally:
-        consumer.close()
-    return failures, time.monotonic() - start
-
-
-def _wait_health_only(w: Worker, timeout: float = 300.0) -> None:
-    deadline = w.started + timeout
-    while time.monotonic() < deadline:
-        w.process.check_alive()
-        status, health = http_get(w.settings, "/health", timeout=2)
-        if status == 200 and health and health.get("ready"):
-            w.ready_s = time.monotonic() - w.started
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"worker not ready after {timeout:.0f}s:\n{w.process.log_tail()}")
 
 
 def fmt(v: float | None, unit: str = "s") -> str:

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from types import TracebackType
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from stream.config import Settings
+from stream.kafka.clients import topic_batches
 
 
 def events_total(view: Mapping[str, Any]) -> int:
@@ -22,7 +20,7 @@ def events_total(view: Mapping[str, Any]) -> int:
 
 
 class ProfileWatcher:
-    """One consumer for the whole run, assigned from the beginning of every partition.
+    """The profiles topic from the beginning of every partition, followed in a thread for the whole run.
 
     Starting at "latest" would race with the first records (the end offset is resolved only at the
     first fetch), and a profile of a user's n-th event carries ``events_total == n``, so the
@@ -31,55 +29,59 @@ class ProfileWatcher:
     """
 
     def __init__(self, settings: Settings) -> None:
-        self.topic = settings.topic_profiles
-        self._consumer = Consumer({
-            "bootstrap.servers": settings.broker,
-            "group.id": f"bench-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "fetch.wait.max.ms": 20,  # arrival times are the measurement: do not let the consumer batch them
-        })
+        self.settings = settings
         self._arrivals: dict[str, list[tuple[int, float]]] = defaultdict(list)
+        self._order: list[str] = []  # user of every profile message, in arrival order (for incremental waits)
         self.sizes: list[int] = []
-        self._error: KafkaError | None = None
+        self._error: BaseException | None = None
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="profile-watcher", daemon=True)
 
     def __enter__(self) -> ProfileWatcher:
-        partitions = self._consumer.list_topics(self.topic, timeout=30).topics[self.topic].partitions
-        self._consumer.assign([TopicPartition(self.topic, p, -2) for p in partitions])
         self._thread.start()
         return self
 
-    def __exit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
+    def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join()
-        self._consumer.close()
 
     def _follow(self) -> None:
-        while not self._stop.is_set():
-            messages = self._consumer.consume(500, timeout=0.1)
-            now = time.monotonic()
-            with self._cond:
-                for m in messages:
-                    if m.error():
-                        self._error = m.error()
-                    elif m.value() is not None:
-                        profile = orjson.loads(m.value())
+        # arrival times are the measurement: do not let the consumer batch them
+        batches = topic_batches(self.settings, self.settings.topic_profiles, follow=True, stop=self._stop.is_set,
+                                **{"fetch.wait.max.ms": 20})
+        try:
+            for batch in batches:
+                now = time.monotonic()
+                with self._cond:
+                    for _, value in batch:
+                        if value is None:
+                            continue
+                        profile = orjson.loads(value)
                         self._arrivals[profile["user_id"]].append((events_total(profile), now))
-                        self.sizes.append(len(m.value()))
-                if messages:
-                    self._cond.notify_all()
+                        self._order.append(profile["user_id"])
+                        self.sizes.append(len(value))
+                    if batch:
+                        self._cond.notify_all()
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting thread, which raises it
+            with self._cond:
+                self._error = exc
+                self._cond.notify_all()
 
     @property
     def users(self) -> int:
         with self._cond:
             return len(self._arrivals)
 
+    @property
+    def messages(self) -> int:
+        with self._cond:
+            return len(self.sizes)
+
     def total(self, user: str) -> int:
         with self._cond:
             arrivals = self._arrivals.get(user)
-            return arrivals[-1][0] if arrivals else 0
+            return max(t for t, _ in arrivals) if arrivals else 0
 
     def appeared(self, user: str, count: int) -> float:
         """Monotonic time of the first profile of ``user`` that includes its ``count``-th event."""
@@ -89,20 +91,41 @@ class ProfileWatcher:
                     return t
         raise LookupError(f"no profile of {user} counts {count} events yet")
 
-    def wait_for(self, expected: Mapping[str, int], check: Callable[[], None], stall_timeout: float = 90.0) -> None:
-        """Block until every user's total reaches ``expected``; fail when nothing moves for ``stall_timeout``."""
+    def wait_for(
+        self,
+        expected: Mapping[str, int],
+        check: Callable[[], None],
+        stall_timeout: float = 90.0,
+        report: Callable[[int, int], None] | None = None,
+    ) -> None:
+        """Block until every user's total reaches ``expected``; fail when nothing moves for ``stall_timeout``.
+
+        Progress is counted incrementally (only users with new profiles are looked at), so waiting
+        for 100k users costs no more than following them. ``report(done, goal)`` is called every 15 s.
+        """
         goal = sum(expected.values())
-        done, last_change = -1, time.monotonic()
+        reached: dict[str, int] = {}
+        progress, cursor = 0, 0
+        last_change = last_report = time.monotonic()
         while True:
             with self._cond:
                 if self._error is not None:
-                    raise RuntimeError(f"profiles consumer failed: {self._error}")
-                progress = sum(min(self._arrivals[u][-1][0], n) for u, n in expected.items() if self._arrivals.get(u))
+                    raise RuntimeError(f"profiles consumer failed: {self._error}") from self._error
+                new, cursor = self._order[cursor:], len(self._order)
+                for user in new:
+                    if user in expected:
+                        best = min(self._arrivals[user][-1][0], expected[user])
+                        if best > reached.get(user, 0):
+                            progress += best - reached.get(user, 0)
+                            reached[user] = best
                 if progress >= goal:
                     return
-                if progress != done:
-                    done, last_change = progress, time.monotonic()
+                if new:
+                    last_change = time.monotonic()
                 elif time.monotonic() - last_change > stall_timeout:
                     raise TimeoutError(f"only {progress}/{goal} events reached profiles; none for {stall_timeout:.0f}s")
                 self._cond.wait(1.0)
             check()
+            if report is not None and time.monotonic() - last_report > 15:
+                report(progress, goal)
+                last_report = time.monotonic()

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import urllib.error
-import urllib.request
+import urllib.parse
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -83,22 +82,12 @@ def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _http_get(settings: Settings, path: str) -> tuple[int, dict]:
-    request = urllib.request.Request(f"http://{settings.web_host}:{settings.web_port}{path}")
-    if settings.api_token:
-        request.add_header("Authorization", f"Bearer {settings.api_token}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
-
-
 def cmd_profile(settings: Settings, args: argparse.Namespace) -> int:
-    try:
-        status, body = _http_get(settings, f"/users/{urllib.request.quote(args.user_id)}/profile")
-    except urllib.error.URLError as exc:
-        print(f"no worker answers on {settings.web_host}:{settings.web_port} ({exc.reason})", file=sys.stderr)
+    from stream.client import http_get
+
+    status, body = http_get(settings, f"/users/{urllib.parse.quote(args.user_id)}/profile")
+    if status == 0:
+        print(f"no worker answers on {settings.web_host}:{settings.web_port}", file=sys.stderr)
         return 2
     print(json.dumps(body, ensure_ascii=False, indent=2))
     return 0 if status == 200 else 1
@@ -159,11 +148,12 @@ def cmd_forget(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
-    from stream.devtools.evaluate import format_report, run_eval
+    from stream.devtools.eval_report import format_report
+    from stream.devtools.evaluate import run_eval
 
     result = run_eval(
         args.path,
-        model=args.model or settings.model,
+        settings=settings.model_copy(update={"model": args.model or settings.model}),
         n_clusters=args.clusters or settings.clusters,
         batch_size=args.batch_size,
         warmup=args.warmup or settings.warmup_size,
@@ -173,9 +163,6 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
         text_column=args.text_column,
         label_column=args.label_column,
         drift=args.drift,
-        device=settings.device,
-        batch_tokens=settings.batch_tokens,
-        max_tokens=settings.max_tokens,
         cache_dir=settings.cache_dir / "eval",
     )
     print(format_report(result))

@@ -4,8 +4,7 @@ A cluster id means nothing to a person looking at a profile; its most distinctiv
 do. :class:`ClusterTerms` keeps per-cluster token counts as plain data (no I/O, no model),
 so that
 
-* counts from several workers simply **add up** (:meth:`ClusterTerms.merge`): there is no
-  per-worker vocabulary or fitted vectoriser to reconcile;
+* counts are plain sums: there is no fitted vectoriser or vocabulary to keep in step;
 * old topics **fade** with the clusters (:meth:`ClusterTerms.decay`, the same half-life
   as the cluster counts) and rare tokens are pruned, so memory stays bounded on an
   endless stream;
@@ -154,33 +153,12 @@ class ClusterTerms:
                 else:
                     del self.counts[cluster]
 
-    def merge(self, other: ClusterTerms) -> ClusterTerms:
-        """A new :class:`ClusterTerms` whose counts are the sums of both (neither input changes).
-
-        Addition is commutative and associative, so workers' partial counts can be merged in
-        any order; the stricter (smaller) ``min_count`` is kept.
-
-        >>> a = ClusterTerms({0: {"屏幕": 1.0}}); b = ClusterTerms({0: {"屏幕": 2.0}, 1: {"酒店": 1.0}})
-        >>> a.merge(b).counts
-        {0: {'屏幕': 3.0}, 1: {'酒店': 1.0}}
-        """
-        out = ClusterTerms(self.counts, min_count=min(self.min_count, other.min_count))
-        for cluster, terms in other.counts.items():
-            mine = out.counts.setdefault(cluster, {})
-            for token, count in terms.items():
-                mine[token] = mine.get(token, 0.0) + count
-        return out
-
     # ------------------------------------------------------------------ queries
 
     @property
     def clusters(self) -> list[int]:
         """Clusters that have at least one counted token, ascending."""
         return sorted(self.counts)
-
-    def total(self, cluster: int) -> float:
-        """Token count of one cluster (0 for an unknown cluster)."""
-        return sum(self.counts.get(cluster, {}).values())
 
     def top_keywords(self, n: int = 10) -> dict[int, list[tuple[str, float]]]:
         """Up to ``n`` (token, c-TF-IDF score) per cluster, best first (ties: token order).

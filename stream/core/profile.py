@@ -13,7 +13,7 @@ skips offsets it has already applied for that source (at-least-once delivery ups
 
 from __future__ import annotations
 
-import base64
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -23,15 +23,21 @@ import numpy as np
 
 from stream.core import churn, rfm
 from stream.core.events import format_ts
+from stream.core.messages import (
+    PROFILE_SCHEMA_VERSION,
+    ChurnAlert,
+    Update,
+    churn_alert,
+    profile_view,
+    unpack_vector,
+)
 
-SCHEMA_VERSION = 2
 DAY_MS = 86_400_000
 EVENT_KINDS = ("review", "search", "order", "user_attributes")  # counted kinds; "forget" is handled by the shell
 ATTRIBUTES = ("age_band", "gender", "region", "occupation", "registered_at")
 MAX_USER_TERMS = 2000  # distinct (cluster, token) pairs remembered per user for forgetting
 
 Profile = dict[str, Any]
-Update = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,55 +57,9 @@ class Rules:
         return max(*self.windows_days, 90)
 
 
-def pack_vector(v: np.ndarray) -> str:
-    """float32 vector as base64 text: exact and 4x smaller than a JSON list."""
-    return base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode("ascii")
-
-
-def unpack_vector(s: str) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(s), dtype="<f4")
-
-
-def make_update(
-    *,
-    kind: str,
-    user_id: str,
-    event_id: str,
-    ts_ms: int,
-    source: str,
-    offset: int,
-    watermark: int,
-    data: Mapping[str, Any] | None = None,
-    embedding: np.ndarray | None = None,
-    cluster: int | None = None,
-    keywords: list[str] | None = None,
-    model_version: str | None = None,
-) -> Update:
-    """The message stage 1 sends to the per-user stage, keyed by ``user_id``."""
-    return {
-        "kind": kind,
-        "user_id": user_id,
-        "event_id": event_id,
-        "ts": ts_ms,
-        "source": source,
-        "offset": offset,
-        "watermark": watermark,
-        "data": dict(data or {}),
-        "embedding": None if embedding is None else pack_vector(embedding),
-        "cluster": None if cluster is None else int(cluster),
-        "keywords": keywords,
-        "model_version": model_version,
-    }
-
-
-def make_tick(watermark: int) -> Update:
-    """Event-time clock message: lets stage 2 re-assess users who sent nothing (churn)."""
-    return {"kind": "tick", "watermark": watermark}
-
-
 def new_profile(user_id: str) -> Profile:
     return {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": PROFILE_SCHEMA_VERSION,
         "user_id": user_id,
         "counts": {kind: 0 for kind in EVENT_KINDS},
         "first_event_ts": None,
@@ -189,7 +149,7 @@ def assess_churn(profile: Profile, as_of: int, rules: Rules) -> churn.ChurnRisk:
     )
 
 
-def churn_step(profile: Profile, as_of: int, rules: Rules) -> tuple[Profile, dict[str, Any] | None]:
+def churn_step(profile: Profile, as_of: int, rules: Rules) -> tuple[Profile, ChurnAlert | None]:
     """Re-assess at ``as_of``; returns the profile (new object only on a transition) and the alert, if any."""
     risk = assess_churn(profile, as_of, rules)
     edge = churn.transition(profile["churn"]["alerted"], risk.score, rules.alert_at, rules.recover_at)
@@ -198,17 +158,10 @@ def churn_step(profile: Profile, as_of: int, rules: Rules) -> tuple[Profile, dic
     p = _copy(profile)
     p["churn"] = {"alerted": edge == "alert", "changed_at": as_of}
     p["as_of"] = max(p["as_of"] or 0, as_of)
-    alert = {
-        "alert_id": f"{profile['user_id']}:{edge}:{as_of}",
-        "user_id": profile["user_id"],
-        "type": "churn_risk" if edge == "alert" else "recovered",
-        "score": risk.score,
-        "level": risk.level,
-        "reasons": list(risk.reasons),
-        "as_of": format_ts(as_of),
-        "last_event_ts": format_ts(profile["last_event_ts"]),
-        "profile_ref": {"topic_key": profile["user_id"], "as_of": format_ts(as_of)},
-    }
+    alert = churn_alert(
+        user_id=profile["user_id"], edge=edge, as_of_ms=as_of, score=risk.score, level=risk.level,
+        reasons=list(risk.reasons), last_event_ms=profile["last_event_ts"],
+    )
     return p, alert
 
 
@@ -216,13 +169,7 @@ def public_view(profile: Profile, *, as_of: int | None, updated_at_ms: int, rule
     """What downstream consumers see on the ``profiles`` topic (schemas/profile.schema.json)."""
     at = max(as_of or 0, profile["as_of"] or 0, profile["last_event_ts"] or 0)
     risk = assess_churn(profile, at, rules) if profile["last_event_ts"] is not None else None
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "user_id": profile["user_id"],
-        "updated_at": format_ts(updated_at_ms),
-        "as_of": format_ts(at),
-        "first_event_ts": _ts(profile["first_event_ts"]),
-        "last_event_ts": _ts(profile["last_event_ts"]),
+    sections = {
         "basic": {name: (profile["attributes"].get(name) or [None])[0] for name in ATTRIBUTES},
         "consumption": _consumption(profile, at, rules),
         "behaviour": _behaviour(profile, at, rules, digits),
@@ -238,19 +185,16 @@ def public_view(profile: Profile, *, as_of: int | None, updated_at_ms: int, rule
             "reasons": [] if risk is None else list(risk.reasons),
             "alerted": profile["churn"]["alerted"],
         },
-        "model_version": profile["model_version"],
     }
+    return profile_view(
+        user_id=profile["user_id"], updated_at_ms=updated_at_ms, as_of_ms=at, first_event_ms=profile["first_event_ts"],
+        last_event_ms=profile["last_event_ts"], sections=sections, model_version=profile["model_version"],
+    )
 
 
 def _copy(profile: Profile) -> Profile:
-    """Deep enough copy for a pure update (nested dicts and lists are replaced, not mutated, by callers)."""
-    p = dict(profile)
-    for key in ("counts", "days", "attributes", "keywords", "terms", "churn", "applied"):
-        p[key] = dict(profile[key])
-    p["orders"] = {**profile["orders"], "recent": list(profile["orders"]["recent"])}
-    d = profile["decayed"]
-    p["decayed"] = {**d, "clusters": dict(d["clusters"]), "categories": dict(d["categories"])}
-    return p
+    """A copy that shares nothing mutable with ``profile``, so the update rule stays pure for any new field."""
+    return copy.deepcopy(profile)
 
 
 def _advance(decayed: dict[str, Any], ts: int, half_life_ms: float) -> float:
@@ -307,10 +251,6 @@ def _money(cents: int) -> str:
     return str((Decimal(cents) / 100).quantize(Decimal("0.01")))
 
 
-def _ts(ms: int | None) -> str | None:
-    return None if ms is None else format_ts(ms)
-
-
 def _consumption(profile: Profile, at: int, rules: Rules) -> dict[str, Any]:
     orders = profile["orders"]
     windows = {}
@@ -324,7 +264,7 @@ def _consumption(profile: Profile, at: int, rules: Rules) -> dict[str, Any]:
         "currency": rules.currency,
         "orders_total": orders["total"],
         "monetary_total": _money(orders["cents"]),
-        "last_order_ts": _ts(orders["last_ts"]),
+        "last_order_ts": None if orders["last_ts"] is None else format_ts(orders["last_ts"]),
         "recency_days": recency,
         "windows": windows,
         "rfm": {"r": score.r, "f": score.f, "m": score.m, "segment": score.segment},
@@ -349,8 +289,13 @@ def _behaviour(profile: Profile, at: int, rules: Rules, digits: int) -> dict[str
         "windows": windows,
         "weekly_rate": {k: round(n * 7 / longest, digits) for k, n in windows[f"{longest}d"].items()},
         "active_days": active,
-        "preferred_categories": [{"category": c, "share": round(w / total, digits)} for c, w in preferred],
+        "preferred_categories": [{"category": c, "share": _share(w, total, digits)} for c, w in preferred],
     }
+
+
+def _share(weight: float, total: float, digits: int) -> float:
+    """A decayed weight as a share of the total; decay over years can underflow every weight to 0."""
+    return round(weight / total, digits) if total > 0 else 0.0
 
 
 def _interests(profile: Profile, rules: Rules, digits: int) -> dict[str, Any]:
@@ -365,9 +310,9 @@ def _interests(profile: Profile, rules: Rules, digits: int) -> dict[str, Any]:
     return {
         "interest_vector": vector,
         "cluster": int(ranked[0]) if ranked else None,
-        "cluster_distribution": {c: round(weights[c] / total, digits) for c in sorted(weights, key=int)} if total else {},
+        "cluster_distribution": {c: _share(weights[c], total, digits) for c in sorted(weights, key=int)} if total else {},
         "top_clusters": [
-            {"cluster": int(c), "share": round(weights[c] / total, digits), "keywords": profile["keywords"].get(c, [])}
+            {"cluster": int(c), "share": _share(weights[c], total, digits), "keywords": profile["keywords"].get(c, [])}
             for c in ranked[: rules.top_clusters]
         ],
     }

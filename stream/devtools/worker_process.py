@@ -6,42 +6,21 @@ the real thing: one process, its own event loop, its log in a file.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
+from stream.client import http_get
 from stream.config import Settings
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment in which ``Settings()`` equals ``settings``; inherited STREAM_* variables are dropped."""
     return {**{k: v for k, v in os.environ.items() if not k.startswith("STREAM_")}, **settings.to_env()}
-
-
-def http_get(settings: Settings, path: str, timeout: float = 10.0) -> tuple[int, dict[str, Any]]:
-    """Status and JSON body of a GET on a worker's API (with the API token when one is set); 0 when nothing answers."""
-    request = urllib.request.Request(f"http://{settings.web_host}:{settings.web_port}{path}")
-    if settings.api_token:
-        request.add_header("Authorization", f"Bearer {settings.api_token}")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        body = exc.read()
-        try:
-            return exc.code, json.loads(body or b"{}")
-        except json.JSONDecodeError:
-            return exc.code, {"error": body.decode(errors="replace")}
-    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-        return 0, {}
 
 
 class WorkerProcess:
@@ -61,7 +40,7 @@ class WorkerProcess:
         self.start()
         return self
 
-    def __exit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
+    def __exit__(self, *_: object) -> None:
         self.stop()
 
     @property
@@ -91,7 +70,7 @@ class WorkerProcess:
             code = None if self.proc is None else self.proc.returncode
             raise RuntimeError(f"worker exited ({code}):\n{self.log_tail()}")
 
-    def wait_healthy(self, timeout: float = 300.0) -> dict[str, Any]:
+    def wait_healthy(self, timeout: float = 300.0, interval: float = 0.5) -> dict[str, Any]:
         """Wait until the worker answers and its tables are recovered; a dead worker fails at once."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -99,7 +78,7 @@ class WorkerProcess:
             status, health = self.http_get("/health", timeout=2)
             if status == 200 and health.get("ready"):
                 return health
-            time.sleep(0.5)
+            time.sleep(interval)
         raise TimeoutError(f"worker not ready after {timeout:.0f}s:\n{self.log_tail()}")
 
     def http_get(self, path: str, timeout: float = 10.0) -> tuple[int, dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""confluent-kafka clients for tools and the worker's start-up reads: producer settings, topic readers."""
+"""confluent-kafka clients for tools and the worker's start-up reads: producer settings, one topic reader."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def make_producer(settings: Settings, **overrides: Any) -> Producer:
     )
 
 
-def read_topic(
+def topic_batches(
     settings: Settings,
     topic: str,
     *,
@@ -40,16 +40,20 @@ def read_topic(
     follow: bool = False,
     timeout: float = 60.0,
     stop: Callable[[], bool] | None = None,
-) -> Iterator[tuple[bytes | None, bytes | None]]:
-    """(key, value) pairs of ``topic``: up to the end offsets seen at the start, or, when following,
-    until ``stop()`` says so."""
+    max_batch: int = 500,
+    **config: Any,
+) -> Iterator[list[tuple[bytes | None, bytes | None]]]:
+    """The one reader of a topic: batches of (key, value), up to the end offsets seen at the start,
+    or, when following, until ``stop()`` says so (then an empty batch comes whenever nothing arrived,
+    so a follower can look at the clock). ``config`` adds consumer settings (e.g. ``fetch.wait.max.ms``)."""
     consumer = Consumer(
         {
             **confluent_config(settings),
-            "group.id": f"stream-cli-{time.monotonic_ns()}",
+            "group.id": f"stream-reader-{time.monotonic_ns()}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest" if from_beginning else "latest",
             "isolation.level": "read_committed",
+            **config,
         }
     )
     try:
@@ -64,14 +68,33 @@ def read_topic(
         while (follow or todo) and not (stop and stop()):
             if not follow and time.monotonic() > deadline:
                 raise TimeoutError(f"reading {topic}: partitions {sorted(todo)} not read to their end in {timeout}s")
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            if msg.error():
-                raise RuntimeError(str(msg.error()))
-            if msg.offset() >= ends[msg.partition()] - 1:
-                todo.discard(msg.partition())
-            yield msg.key(), msg.value()
+            batch = []
+            for msg in consumer.consume(max_batch, timeout=0.2):
+                if msg.error():
+                    raise RuntimeError(str(msg.error()))
+                if msg.offset() >= ends[msg.partition()] - 1:
+                    todo.discard(msg.partition())
+                batch.append((msg.key(), msg.value()))
+            if batch or follow:
+                yield batch
+    finally:
+        consumer.close()
+
+
+def read_topic(settings: Settings, topic: str, **options: Any) -> Iterator[tuple[bytes | None, bytes | None]]:
+    """(key, value) pairs of ``topic``, one by one; ``options`` as for :func:`topic_batches`."""
+    for batch in topic_batches(settings, topic, **options):
+        yield from batch
+
+
+def topic_offsets(settings: Settings, topic: str) -> dict[int, tuple[int, int]]:
+    """(low, high) offsets per partition of ``topic``."""
+    consumer = Consumer({**confluent_config(settings), "group.id": f"stream-offsets-{time.monotonic_ns()}"})
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        if meta.error is not None:
+            raise RuntimeError(f"topic {topic}: {meta.error}")
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in meta.partitions}
     finally:
         consumer.close()
 

@@ -11,20 +11,8 @@ from stream.core.clustering import OnlineClusterer
 from stream.kafka.security import faust_credentials
 from stream.model_meta import model_prefixes
 from stream.worker.agents import register
-from stream.worker.encoder import Encoder, TransformerEncoder
+from stream.worker.encoder import Encoder, load_encoder
 from stream.worker.pipeline import BatchProcessor
-
-
-def load_encoder(settings: Settings) -> TransformerEncoder:
-    return TransformerEncoder(
-        settings.model,
-        device=settings.device,
-        dtype=settings.dtype,
-        pooling=settings.pooling,
-        max_tokens=settings.max_tokens,
-        batch_tokens=settings.batch_tokens,
-        torch_threads=settings.torch_threads,
-    )
 
 
 def build_processor(settings: Settings, encoder: Encoder) -> BatchProcessor:

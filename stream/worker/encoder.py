@@ -20,6 +20,8 @@ from stream.core.batching import token_budget_batches
 if TYPE_CHECKING:
     import torch
 
+    from stream.config import Settings
+
 
 class ModelNotFound(RuntimeError):
     """The configured model is not available locally."""
@@ -76,6 +78,11 @@ def model_fingerprint(path: Path) -> str:
             while chunk := f.read(1 << 22):
                 digest.update(chunk)
     return digest.hexdigest()[:10]
+
+
+def encoder_version(path: Path, pooling: str) -> str:
+    """The one version string of an encoder: model directory name, content fingerprint, pooling."""
+    return f"{path.name}@{model_fingerprint(path)}/{pooling}"
 
 
 def choose_device(device: str) -> str:
@@ -139,7 +146,7 @@ class TransformerEncoder:
         ).to(self.device).eval()
         self.dim = int(self.model.config.hidden_size)
         self.name = path.name
-        self.version = f"{path.name}@{model_fingerprint(path)}/{pooling}"
+        self.version = encoder_version(path, pooling)
         self.last_stats = EncodeStats()
         self._lock = threading.Lock()
 
@@ -187,3 +194,16 @@ class TransformerEncoder:
             return hidden[:, 0]
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+def load_encoder(settings: Settings) -> TransformerEncoder:
+    """The encoder the service runs, as configured by ``settings``."""
+    return TransformerEncoder(
+        settings.model,
+        device=settings.device,
+        dtype=settings.dtype,
+        pooling=settings.pooling,
+        max_tokens=settings.max_tokens,
+        batch_tokens=settings.batch_tokens,
+        torch_threads=settings.torch_threads,
+    )

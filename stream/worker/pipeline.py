@@ -1,90 +1,36 @@
-"""Stage 1 of the pipeline as plain code: raw records in, per-user updates and dead letters out.
+"""Stage 1 of the pipeline as plain code: raw records in, per-user updates, dead letters and ticks out.
 
 Runs in a worker thread (it is all CPU: decode, clean, jieba, tokenize, encode, cluster).
-Learning is idempotent across redelivery: per source partition the processor remembers
-the last offset it learned from, and a redelivered record is assigned but not learned
-again, so a restart never re-applies learning that the checkpoint already holds.
-
-Text events (reviews, searches) wait in a buffer until the clusterer's warm start; other
-events pass straight through. The event-time watermark (newest event time seen, minus
-the allowed lateness) travels with every update and drives churn checks via ticks.
+:class:`BatchProcessor` only composes the parts, each with one job:
+:class:`~stream.core.intake.Intake` (decode + privacy), the encoder (text -> vector),
+:class:`~stream.core.learning.Learner` (warm-start buffering, clustering, keyword counts,
+idempotent per offset) and :class:`~stream.core.watermark.Watermark` (event time and ticks).
+The watermark travels with every update and drives churn checks via ticks.
 """
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from decimal import Decimal
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from stream.core.clustering import OnlineClusterer
-from stream.core.events import Event, Limits, Reason, Rejected, decode, format_ts
+from stream.core.events import Event, Limits, Rejected
+from stream.core.intake import DeadLetter, Intake, Record, plain_data
 from stream.core.keywords import ClusterTerms
-from stream.core.privacy import contains_pii, pseudonym, scrub
-from stream.core.profile import ATTRIBUTES, Update, make_update
+from stream.core.learning import Learner, Sample
+from stream.core.messages import Update, make_update
 from stream.core.sentiment import review_sentiment
-from stream.core.text import CleanText, clean_many, mask_pii
+from stream.core.text import CleanText, clean_many
+from stream.core.watermark import Watermark
 from stream.worker.encoder import Encoder
 
 KEYWORDS_PER_CLUSTER = 5
-SCRUBBED = ("category", "region", "occupation", "item_id", "order_id")  # free-form strings that may reach outputs
-MAX_TERMS_PER_CLUSTER = 500
 
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One consumed Kafka record, as raw as it arrived."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
-    @property
-    def source(self) -> str:
-        return f"{self.topic}/{self.partition}"
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A record that cannot be processed, with the reason; keyed by its source position."""
-
-    record: Record
-    reason: str
-    error: str
-
-    @property
-    def key(self) -> str:
-        return f"{self.record.source}/{self.record.offset}"
-
-    def message(self, failed_at_ms: int) -> dict[str, Any]:
-        """The value published on the dead-letter topic (schemas/dead-letter.schema.json).
-
-        The original bytes travel unchanged unless they contain personal data: then only
-        the masked text does (the source position still leads to the original record).
-        """
-        value = self.record.value
-        text: str | None = None
-        pii: tuple[str, ...] = ()
-        if value is not None:
-            text, pii = mask_pii(value.decode("utf-8", errors="replace"))
-        return {
-            "topic": self.record.topic,
-            "partition": self.record.partition,
-            "offset": self.record.offset,
-            "key": None if self.record.key is None else base64.b64encode(self.record.key).decode("ascii"),
-            "value": None if value is None or pii else base64.b64encode(value).decode("ascii"),
-            "value_text": text,
-            "pii_masked": list(pii),
-            "reason": self.reason,
-            "error": mask_pii(self.error)[0],
-            "failed_at": format_ts(failed_at_ms),
-        }
+__all__ = ["KEYWORDS_PER_CLUSTER", "BatchProcessor", "BatchResult", "DeadLetter", "Record"]
 
 
 @dataclass
@@ -95,16 +41,8 @@ class BatchResult:
     held: int = 0  # text records waiting for the clusterer's warm start; their offsets must not be acked yet
 
 
-@dataclass
-class _Text:
-    record: Record
-    event: Event
-    clean: CleanText
-    embedding: np.ndarray
-
-
 class BatchProcessor:
-    """Decode, clean, encode and cluster micro-batches; holds text records until the warm start."""
+    """Decode, encode, learn and keep event time for micro-batches of input records."""
 
     def __init__(
         self,
@@ -121,23 +59,26 @@ class BatchProcessor:
         pseudonym_key: bytes | None = None,
     ) -> None:
         self.encoder = encoder
-        self.clusterer = clusterer
-        self.kind_of_topic = dict(kind_of_topic)
         self.prefixes = dict(prefixes)
-        self.limits = limits
-        self.currency = currency
-        self.lateness_ms = lateness_ms
-        self.tick_every_ms = tick_every_ms
-        self.idle_after = idle_after
-        self.pseudonym_key = pseudonym_key
-        self.terms = ClusterTerms()
-        self.learned: dict[str, int] = {}
-        self.partition_max: dict[str, int] = {}
-        self.partition_seen: dict[str, float] = {}
-        self.partition_next: dict[str, int] = {}
-        self.watermark = 0
-        self.last_tick: int | None = None
-        self.pending: list[_Text] = []
+        self.intake = Intake(kind_of_topic, limits=limits, currency=currency, pseudonym_key=pseudonym_key)
+        self.learner = Learner(clusterer)
+        self.clock = Watermark(lateness_ms=lateness_ms, idle_after=idle_after, tick_every_ms=tick_every_ms)
+
+    @property
+    def clusterer(self) -> OnlineClusterer:
+        return self.learner.clusterer
+
+    @property
+    def terms(self) -> ClusterTerms:
+        return self.learner.terms
+
+    @property
+    def watermark(self) -> int:
+        return self.clock.value
+
+    @property
+    def lateness_ms(self) -> int:
+        return self.clock.lateness_ms
 
     @property
     def model_version(self) -> str:
@@ -145,22 +86,11 @@ class BatchProcessor:
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint must hold besides the clusterer, to resume exactly."""
-        return {
-            "learned": dict(self.learned),
-            "terms": self.terms.to_dict(),
-            "partition_max": dict(self.partition_max),
-            "watermark": self.watermark,
-            "last_tick": self.last_tick,
-            "encoder_version": self.encoder.version,
-        }
+        return {**self.learner.state(), **self.clock.state(), "encoder_version": self.encoder.version}
 
     def load_state(self, clusterer: OnlineClusterer, state: Mapping[str, Any]) -> None:
-        self.clusterer = clusterer
-        self.learned = dict(state["learned"])
-        self.terms = ClusterTerms.from_dict(state["terms"])
-        self.partition_max = dict(state["partition_max"])
-        self.watermark = state["watermark"]
-        self.last_tick = state["last_tick"]
+        self.learner.load_state(clusterer, state)
+        self.clock.load_state(state)
 
     def process(
         self,
@@ -183,146 +113,53 @@ class BatchProcessor:
         highwaters = dict(highwaters or {})
         result = BatchResult()
         texts: list[tuple[Record, Event]] = []
-        for source in highwaters:
-            self.partition_seen.setdefault(source, now)
+        self.clock.owned(highwaters, now)
         for record in records:
-            self.partition_seen[record.source] = now
-            self.partition_next[record.source] = max(self.partition_next.get(record.source, 0), record.offset + 1)
-            decoded = self._decode(record, wall_ms)
+            self.clock.read(record.source, record.offset, now)
+            decoded = self.intake.decode(record, now_ms=wall_ms)
             if isinstance(decoded, Rejected):
                 result.dead_letters.append(DeadLetter(record, decoded.reason, decoded.error))
                 continue
-            self.partition_max[record.source] = max(self.partition_max.get(record.source, 0), decoded.ts_ms)
+            self.clock.event(record.source, decoded.ts_ms)
             if decoded.text is None:
-                result.updates.append(self._plain_update(record, decoded))
+                result.updates.append(self._update(record, decoded, plain_data(decoded)))
             else:
                 texts.append((record, decoded))
         fresh = self._encode(texts)
-        self._advance_watermark(highwaters, now, pending=self.pending + fresh if not self.clusterer.fitted else [])
-        new: list[_Text] = []  # texts the model learns from now (never before)
-        if not self.clusterer.fitted:
-            buffered = {(t.record.source, t.record.offset) for t in self.pending}
-            self.pending.extend(t for t in fresh if (t.record.source, t.record.offset) not in buffered)
-            if len(self.pending) >= self.clusterer.warmup or (force_fit and len(self.pending) >= self.clusterer.k):
-                self.clusterer.warm_start(np.stack([t.embedding for t in self.pending]))
-                fresh, new, self.pending = self.pending, self.pending, []
-            else:
-                result.held = len(self.pending)
-                fresh = []
-        elif fresh:
-            new = [t for t in fresh if t.record.offset > self.learned.get(t.record.source, -1)]
-            if new:
-                self.clusterer.learn(np.stack([t.embedding for t in new]))
-        if fresh:
-            labels, _ = self.clusterer.assign(np.stack([t.embedding for t in fresh]))
-            learned_now = {id(t) for t in new}
-            self._learn_terms([(t, int(l)) for t, l in zip(fresh, labels) if id(t) in learned_now])
-            result.updates.extend(self._text_updates(fresh, labels))
+        self.clock.advance(highwaters, now, held_from_ms=self.learner.oldest_held(fresh))
+        step = self.learner.step(fresh, force_fit=force_fit)
+        result.held = step.held
+        result.updates.extend(self._text_updates(step.assigned, step.labels))
         if not result.held:
-            result.ticks = self._ticks()
+            result.ticks = self.clock.ticks()
         return result
 
-    def _advance_watermark(self, highwaters: Mapping[str, int | None], now: float, pending: Sequence[_Text]) -> None:
-        """Event time every owned, non-idle partition has reached, minus lateness; never past held events.
-
-        Taking the minimum over partitions (not the newest event seen) keeps a lagging topic
-        or partition from being judged silent. A partition stops holding the watermark back
-        (Flink's idleness) only when it is idle: read to its end offset and without records
-        for ``idle_after`` seconds. A partition that is merely waiting behind a busy encoder
-        still has records to deliver, so it is never idle.
-        """
-        sources = set(highwaters) | set(self.partition_max)
-
-        def idle(source: str) -> bool:
-            end = highwaters.get(source)
-            caught_up = end is not None and self.partition_next.get(source, 0) >= end
-            return caught_up and now - self.partition_seen.get(source, now) >= self.idle_after
-
-        active = [self.partition_max.get(s) for s in sources if not idle(s)]
-        if None in active or not self.partition_max:
-            return
-        # Every partition idle: everything there is has been read, so event time is the newest seen.
-        candidate = (min(active) if active else max(self.partition_max.values())) - self.lateness_ms
-        if pending:
-            candidate = min(candidate, min(t.event.ts_ms for t in pending) - 1)
-        self.watermark = max(self.watermark, candidate)
-
-    def _decode(self, record: Record, now_ms: int) -> Event | Rejected:
-        kind = self.kind_of_topic.get(record.topic)
-        if kind is None:
-            return Rejected(Reason.UNKNOWN_KIND, f"topic {record.topic!r} has no event contract")
-        event = decode(kind, record.value, now_ms=now_ms, limits=self.limits)
-        if isinstance(event, Rejected):
-            return event
-        if kind == "order" and event.fields["currency"] != self.currency:
-            return Rejected(Reason.CURRENCY, f"{event.fields['currency']} != {self.currency} (STREAM_CURRENCY)")
-        return self._protect(record, event)
-
-    def _protect(self, record: Record, event: Event) -> Event | Rejected:
-        """Pseudonymise the user id (or refuse one that is personal data) and scrub free-form fields."""
-        if self.pseudonym_key:
-            user = pseudonym(event.user_id, self.pseudonym_key)
-        elif contains_pii(event.user_id):
-            return Rejected(Reason.PII_USER_ID, "set STREAM_PSEUDONYM_KEY to accept such ids as pseudonyms")
-        else:
-            user = event.user_id
-        event_id = event.event_id
-        if event_id is None or contains_pii(event_id):
-            event_id = f"{record.source}/{record.offset}"
-        fields = {**event.fields, **{k: scrub(event.fields.get(k)) for k in SCRUBBED if k in event.fields}}
-        return replace(event, user_id=user, event_id=event_id, fields=fields)
-
-    def _encode(self, texts: Sequence[tuple[Record, Event]]) -> list[_Text]:
+    def _encode(self, texts: Sequence[tuple[Record, Event]]) -> list[Sample]:
         if not texts:
             return []
         cleaned = clean_many([event.text or "" for _, event in texts])
         inputs = [self.prefixes.get(event.kind, "") + c.text for (_, event), c in zip(texts, cleaned)]
         embeddings = self.encoder.encode(inputs)
-        return [_Text(r, e, c, x) for (r, e), c, x in zip(texts, cleaned, embeddings)]
+        return [
+            Sample(r.source, r.offset, e.ts_ms, x, c.tokens, payload=(r, e, c))
+            for (r, e), c, x in zip(texts, cleaned, embeddings)
+        ]
 
-    def _learn_terms(self, learned: Sequence[tuple[_Text, int]]) -> None:
-        """Keyword counts follow the clusters: same decay, only for records learned for the first time."""
-        if not learned:
-            return
-        if self.clusterer.half_life_events > 0:
-            self.terms.decay(0.5 ** (len(learned) / self.clusterer.half_life_events))
-        for t, label in learned:
-            self.terms.add(label, t.clean.tokens)
-            self.learned[t.record.source] = max(self.learned.get(t.record.source, -1), t.record.offset)
-        self.terms.prune(MAX_TERMS_PER_CLUSTER)
-
-    def _text_updates(self, items: Sequence[_Text], labels: np.ndarray) -> list[Update]:
-        keywords = {c: [w for w, _ in kws] for c, kws in self.terms.top_keywords(KEYWORDS_PER_CLUSTER).items()}
+    def _text_updates(self, samples: Sequence[Sample], labels: np.ndarray) -> list[Update]:
+        if not samples:
+            return []
+        keywords = self.learner.keywords(KEYWORDS_PER_CLUSTER)
         version = self.model_version
         updates = []
-        for t, label in zip(items, labels):
-            data: dict[str, Any] = {}
-            if t.event.kind == "review":
-                data = {
-                    "category": t.event.fields.get("category"),
-                    "rating": t.event.fields.get("rating"),
-                    "sentiment": review_sentiment(t.event.fields.get("rating"), t.clean.tokens),
-                }
-            data["tokens"] = list(t.clean.tokens)
-            if t.event.text_cut:
-                data["text_cut"] = t.event.text_cut  # characters beyond STREAM_MAX_TEXT_CHARS, neither encoded nor tokenised
+        for s, label in zip(samples, labels):
+            record, event, clean = s.payload
             updates.append(
                 self._update(
-                    t.record, t.event, data,
-                    embedding=t.embedding, cluster=int(label), keywords=keywords.get(int(label), []), model_version=version,
+                    record, event, _text_data(event, clean),
+                    embedding=s.embedding, cluster=int(label), keywords=keywords.get(int(label), []), model_version=version,
                 )
             )
         return updates
-
-    def _plain_update(self, record: Record, event: Event) -> Update:
-        f = event.fields
-        if event.kind == "order":
-            data = {"cents": int(Decimal(f["amount"]) * 100), "category": f.get("category"), "items": f["items"]}
-        elif event.kind == "forget":
-            data = {}
-        else:
-            data = {name: f[name] for name in ATTRIBUTES if f.get(name) is not None}
-        return self._update(record, event, data)
 
     def _update(self, record: Record, event: Event, data: dict[str, Any], **text: Any) -> Update:
         return make_update(
@@ -332,17 +169,21 @@ class BatchProcessor:
             ts_ms=event.ts_ms,
             source=record.source,
             offset=record.offset,
-            watermark=self.watermark,
+            watermark=self.clock.value,
             data=data,
             **text,
         )
 
-    def _ticks(self) -> list[int]:
-        """A tick each time the watermark enters a new check interval of event time."""
-        if not self.watermark:
-            return []
-        bucket = self.watermark // self.tick_every_ms
-        if self.last_tick is not None and bucket <= self.last_tick // self.tick_every_ms:
-            return []
-        self.last_tick = self.watermark
-        return [self.watermark]
+
+def _text_data(event: Event, clean: CleanText) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    if event.kind == "review":
+        data = {
+            "category": event.fields.get("category"),
+            "rating": event.fields.get("rating"),
+            "sentiment": review_sentiment(event.fields.get("rating"), clean.tokens),
+        }
+    data["tokens"] = list(clean.tokens)
+    if event.text_cut:
+        data["text_cut"] = event.text_cut  # characters beyond STREAM_MAX_TEXT_CHARS, neither encoded nor tokenised
+    return data

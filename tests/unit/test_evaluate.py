@@ -13,15 +13,12 @@ import numpy as np
 import pytest
 from sklearn.cluster import KMeans
 
+from stream.config import Settings
 from stream.core.text import clean_many, stopwords
-from stream.devtools.evaluate import (
-    Scores,
-    drift_phases,
-    format_report,
-    run_eval,
-    sample_rows,
-    stream_assignments,
-)
+from stream.devtools.drift import drift_phases
+from stream.devtools.eval_report import format_report
+from stream.devtools.evaluate import Scores, run_eval
+from stream.devtools.replay import sample_rows, stream_assignments
 from stream.worker.encoder import TransformerEncoder
 
 CATEGORY_WORDS = {
@@ -91,7 +88,7 @@ def in_range(s: Scores) -> bool:
 
 
 def test_tiny_model_run_has_consistent_structure(reviews3: Path, tiny_model: Path, tmp_path: Path) -> None:
-    result = run_eval(reviews3, model=str(tiny_model), n_clusters=3, batch_size=16, limit=None, seed=1,
+    result = run_eval(reviews3, settings=Settings(model=str(tiny_model), device="cpu"), n_clusters=3, batch_size=16, limit=None, seed=1,
                       cache_dir=tmp_path / "cache")
     assert result.texts == 120 and result.labels == {"手机": 40, "水果": 40, "酒店": 40}
     assert result.warmup == 120 and result.prefix == ""  # 50 x k like the service, capped at the texts; not e5
@@ -112,7 +109,7 @@ def test_tiny_model_run_has_consistent_structure(reviews3: Path, tiny_model: Pat
         assert words and words <= ALL_WORDS and not words & stopwords()
         assert c.majority_label in result.labels and 1 / 3 <= c.purity <= 1.0
 
-    again = run_eval(reviews3, model=str(tiny_model), n_clusters=3, batch_size=16, limit=None, seed=1,
+    again = run_eval(reviews3, settings=Settings(model=str(tiny_model), device="cpu"), n_clusters=3, batch_size=16, limit=None, seed=1,
                      cache_dir=tmp_path / "cache")
     assert again.embeddings_cached and not result.embeddings_cached
     assert (again.online, again.offline) == (result.online, result.offline)
@@ -166,7 +163,8 @@ def test_stream_assignments_follow_the_service_order() -> None:
     centres = np.eye(4, 8, dtype=np.float32)
     x = centres[rng.integers(0, 4, 300)] + 0.05 * rng.standard_normal((300, 8)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
-    labels, clusterer = stream_assignments(x, n_clusters=4, warmup=40, batch_size=32)
+    labels, learner = stream_assignments(x, n_clusters=4, warmup=40, batch_size=32)
+    clusterer = learner.clusterer
     assert labels.shape == (300,) and set(labels) <= set(range(4))
     assert clusterer.seen == 300 and clusterer.updates == 1 + -(-260 // 32)
     with pytest.raises(ValueError):

@@ -14,7 +14,7 @@ import pytest
 
 from stream.core.clustering import OnlineClusterer
 from stream.core.events import Limits, format_ts, schema
-from stream.core.profile import unpack_vector
+from stream.core.messages import unpack_vector
 from stream.core.text import clean
 from stream.worker.pipeline import BatchProcessor, Record
 

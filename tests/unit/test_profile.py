@@ -19,10 +19,10 @@ from stream.core.profile import (
     Rules,
     apply_update,
     churn_step,
-    make_update,
     new_profile,
     public_view,
 )
+from stream.core.messages import make_update
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 RULES = Rules(half_life_ms=30 * DAY_MS, windows_days=(30, 90), inactivity_days=14)
@@ -173,3 +173,38 @@ def test_active_user_never_alerts() -> None:
     for day in range(0, 100, 5):
         p, alert = churn_step(p, T0 + day * DAY_MS, RULES)
         assert alert is None
+
+
+def _containers(value: object, path: str = "") -> list[tuple[str, object]]:
+    """Every nested dict and list of a profile, with its path."""
+    out: list[tuple[str, object]] = []
+    if isinstance(value, dict):
+        out.append((path, value))
+        for k, v in value.items():
+            out += _containers(v, f"{path}/{k}")
+    elif isinstance(value, list):
+        out.append((path, value))
+        for i, v in enumerate(value):
+            out += _containers(v, f"{path}/{i}")
+    return out
+
+
+def test_an_update_never_shares_a_mutable_part_with_its_input() -> None:
+    """Mutating any nested part of the result (present or future field) leaves the input as it was."""
+    p = new_profile("u1")
+    data: dict[str, dict] = {"review": {"category": "书", "sentiment": 0.5, "tokens": ["作者"]},
+                             "order": {"cents": 1230, "items": 1}, "user_attributes": {"region": "浙江"},
+                             "search": {"tokens": ["耳机"]}}
+    for i, (kind, fields) in enumerate(data.items()):
+        p = apply_update(p, update(kind, i, T0 + i * DAY_MS, **fields), RULES)
+    before = json.dumps(p, sort_keys=True)
+    after = apply_update(p, update("review", 9, T0 + 9 * DAY_MS, **data["review"]), RULES)
+    inputs = {id(c) for _, c in _containers(p)}
+    shared = [path for path, c in _containers(after) if id(c) in inputs]
+    assert shared == [], f"result shares {shared} with its input"
+    for _, c in _containers(after):
+        if isinstance(c, dict):
+            c["mutated"] = True
+        else:
+            c.append("mutated")
+    assert json.dumps(p, sort_keys=True) == before

@@ -1,0 +1,104 @@
+"""The edge of stage 1: a raw Kafka record becomes a protected :class:`Event` or a dead letter.
+
+Decoding and validation are :func:`stream.core.events.decode`; here the record's topic picks
+the contract, orders in another currency are refused, user ids are pseudonymised (or
+refused when they are personal data and no key is set) and free-form fields are scrubbed,
+so nothing after this point sees personal data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Any
+
+from stream.core.events import Event, Limits, Reason, Rejected, decode
+from stream.core.messages import dead_letter
+from stream.core.privacy import contains_pii, pseudonym, scrub
+from stream.core.profile import ATTRIBUTES
+
+SCRUBBED = ("category", "region", "occupation", "item_id", "order_id")  # free-form strings that may reach outputs
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One consumed Kafka record, as raw as it arrived."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+    @property
+    def source(self) -> str:
+        return f"{self.topic}/{self.partition}"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record that cannot be processed, with the reason; keyed by its source position."""
+
+    record: Record
+    reason: str
+    error: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.record.source}/{self.record.offset}"
+
+    def message(self, failed_at_ms: int) -> dict[str, Any]:
+        """The value for the dead-letter topic (see :func:`stream.core.messages.dead_letter`)."""
+        r = self.record
+        return dead_letter(topic=r.topic, partition=r.partition, offset=r.offset, key=r.key, value=r.value,
+                           reason=self.reason, error=self.error, failed_at_ms=failed_at_ms)
+
+
+class Intake:
+    """Decode + protect: the only code that sees raw user ids and raw free-form fields."""
+
+    def __init__(
+        self, kind_of_topic: Mapping[str, str], *, limits: Limits, currency: str = "CNY",
+        pseudonym_key: bytes | None = None,
+    ) -> None:
+        self.kind_of_topic = dict(kind_of_topic)
+        self.limits = limits
+        self.currency = currency
+        self.pseudonym_key = pseudonym_key
+
+    def decode(self, record: Record, *, now_ms: int) -> Event | Rejected:
+        """The record as a protected event, or why not; ``now_ms`` (wall clock) bounds event time."""
+        kind = self.kind_of_topic.get(record.topic)
+        if kind is None:
+            return Rejected(Reason.UNKNOWN_KIND, f"topic {record.topic!r} has no event contract")
+        event = decode(kind, record.value, now_ms=now_ms, limits=self.limits)
+        if isinstance(event, Rejected):
+            return event
+        if kind == "order" and event.fields["currency"] != self.currency:
+            return Rejected(Reason.CURRENCY, f"{event.fields['currency']} != {self.currency} (STREAM_CURRENCY)")
+        return self._protect(record, event)
+
+    def _protect(self, record: Record, event: Event) -> Event | Rejected:
+        """Pseudonymise the user id (or refuse one that is personal data) and scrub free-form fields."""
+        if self.pseudonym_key:
+            user = pseudonym(event.user_id, self.pseudonym_key)
+        elif contains_pii(event.user_id):
+            return Rejected(Reason.PII_USER_ID, "set STREAM_PSEUDONYM_KEY to accept such ids as pseudonyms")
+        else:
+            user = event.user_id
+        event_id = event.event_id
+        if event_id is None or contains_pii(event_id):
+            event_id = f"{record.source}/{record.offset}"
+        fields = {**event.fields, **{k: scrub(event.fields.get(k)) for k in SCRUBBED if k in event.fields}}
+        return replace(event, user_id=user, event_id=event_id, fields=fields)
+
+
+def plain_data(event: Event) -> dict[str, Any]:
+    """The ``data`` of an update for an event without text (order, attributes, forget)."""
+    f = event.fields
+    if event.kind == "order":
+        return {"cents": int(Decimal(f["amount"]) * 100), "category": f.get("category"), "items": f["items"]}
+    if event.kind == "forget":
+        return {}
+    return {name: f[name] for name in ATTRIBUTES if f.get(name) is not None}

@@ -1,0 +1,198 @@
+"""Every wire format of the service, built and parsed here and nowhere else.
+
+Internal topic ``profile-updates`` (stage 1 -> stage 2) carries two kinds of message:
+an :class:`Update` (one event of one user, keyed by user id) or a :class:`Tick` (the
+event-time clock, sent to every partition). :func:`parse_internal` is the one place that
+tells them apart. Output topics: ``dead-letters`` (:func:`dead_letter`), ``churn-alerts``
+(:func:`churn_alert`) and ``profiles`` (:func:`profile_view`, the envelope of the public
+profile whose sections :mod:`stream.core.profile` computes). JSON Schemas for the output
+topics live in ``schemas/``; the internal messages are private to the service.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any, Literal, TypedDict
+
+import numpy as np
+
+from stream.core.events import format_ts
+from stream.core.text import mask_pii
+
+PROFILE_SCHEMA_VERSION = 2
+# A dead letter must fit in a Kafka message (1 MB by default) whatever the record's size:
+# larger originals travel only by their source position, and the masked text is cut.
+DEAD_LETTER_MAX_VALUE_BYTES = 256 * 1024
+DEAD_LETTER_MAX_TEXT_CHARS = 16 * 1024
+
+
+class Kind(StrEnum):
+    """Kinds of message on the internal topic; the event kinds come from the input contracts."""
+
+    REVIEW = "review"
+    SEARCH = "search"
+    ORDER = "order"
+    USER_ATTRIBUTES = "user_attributes"
+    FORGET = "forget"
+    TICK = "tick"
+
+
+class Update(TypedDict):
+    """One event of one user, as stage 2 applies it (idempotent by ``source`` + ``offset``)."""
+
+    kind: str
+    user_id: str
+    event_id: str
+    ts: int
+    source: str  # "topic/partition" of the input record
+    offset: int
+    watermark: int
+    data: dict[str, Any]
+    embedding: str | None  # base64 little-endian float32 (pack_vector)
+    cluster: int | None
+    keywords: list[str] | None
+    model_version: str | None
+
+
+class Tick(TypedDict):
+    """Event-time clock: stage 2 re-assesses every user of the partition at ``watermark``."""
+
+    kind: Literal["tick"]
+    watermark: int
+
+
+class ChurnAlert(TypedDict):
+    alert_id: str
+    user_id: str
+    type: Literal["churn_risk", "recovered"]
+    score: float
+    level: str
+    reasons: list[dict[str, Any]]
+    as_of: str
+    last_event_ts: str
+    profile_ref: dict[str, str]
+
+
+def pack_vector(v: np.ndarray) -> str:
+    """float32 vector as base64 text: exact and 4x smaller than a JSON list."""
+    return base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode("ascii")
+
+
+def unpack_vector(s: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(s), dtype="<f4")
+
+
+def make_update(
+    *,
+    kind: str,
+    user_id: str,
+    event_id: str,
+    ts_ms: int,
+    source: str,
+    offset: int,
+    watermark: int,
+    data: Mapping[str, Any] | None = None,
+    embedding: np.ndarray | None = None,
+    cluster: int | None = None,
+    keywords: list[str] | None = None,
+    model_version: str | None = None,
+) -> Update:
+    """The message stage 1 sends to the per-user stage, keyed by ``user_id``."""
+    return {
+        "kind": str(Kind(kind)),
+        "user_id": user_id,
+        "event_id": event_id,
+        "ts": ts_ms,
+        "source": source,
+        "offset": offset,
+        "watermark": watermark,
+        "data": dict(data or {}),
+        "embedding": None if embedding is None else pack_vector(embedding),
+        "cluster": None if cluster is None else int(cluster),
+        "keywords": keywords,
+        "model_version": model_version,
+    }
+
+
+def make_tick(watermark: int) -> Tick:
+    """Event-time clock message: lets stage 2 re-assess users who sent nothing (churn)."""
+    return {"kind": "tick", "watermark": int(watermark)}
+
+
+def parse_internal(value: Mapping[str, Any]) -> Update | Tick:
+    """A message of the internal topic, by kind (raises ValueError on an unknown kind)."""
+    kind = Kind(value.get("kind"))
+    if kind is Kind.TICK:
+        return make_tick(int(value["watermark"]))
+    return value  # type: ignore[return-value]  # written by make_update of this same service
+
+
+def dead_letter(
+    *, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, reason: str, error: str,
+    failed_at_ms: int,
+) -> dict[str, Any]:
+    """The value published on the dead-letter topic (schemas/dead-letter.schema.json).
+
+    The original bytes travel unchanged unless they contain personal data or are larger than
+    ``DEAD_LETTER_MAX_VALUE_BYTES``: then only the masked text does, cut to
+    ``DEAD_LETTER_MAX_TEXT_CHARS`` (the source position still leads to the original record).
+    """
+    text: str | None = None
+    pii: tuple[str, ...] = ()
+    if value is not None:
+        text, pii = mask_pii(value.decode("utf-8", errors="replace"))
+        if len(text) > DEAD_LETTER_MAX_TEXT_CHARS:
+            text = f"{text[:DEAD_LETTER_MAX_TEXT_CHARS]}…[{len(text) - DEAD_LETTER_MAX_TEXT_CHARS} more characters cut]"
+    return {
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "key": None if key is None else base64.b64encode(key).decode("ascii"),
+        "value": None if value is None or pii or len(value) > DEAD_LETTER_MAX_VALUE_BYTES
+        else base64.b64encode(value).decode("ascii"),
+        "value_text": text,
+        "pii_masked": list(pii),
+        "reason": reason,
+        "error": mask_pii(error)[0],
+        "failed_at": format_ts(failed_at_ms),
+    }
+
+
+def churn_alert(
+    *, user_id: str, edge: Literal["alert", "recovered"], as_of_ms: int, score: float, level: str,
+    reasons: list[dict[str, Any]], last_event_ms: int,
+) -> ChurnAlert:
+    """A transition of a user's churn state (schemas/churn-alert.schema.json); the id makes resends idempotent."""
+    return {
+        "alert_id": f"{user_id}:{edge}:{as_of_ms}",
+        "user_id": user_id,
+        "type": "churn_risk" if edge == "alert" else "recovered",
+        "score": score,
+        "level": level,
+        "reasons": reasons,
+        "as_of": format_ts(as_of_ms),
+        "last_event_ts": format_ts(last_event_ms),
+        "profile_ref": {"topic_key": user_id, "as_of": format_ts(as_of_ms)},
+    }
+
+
+def profile_view(
+    *, user_id: str, updated_at_ms: int, as_of_ms: int, first_event_ms: int | None, last_event_ms: int | None,
+    sections: Mapping[str, Any], model_version: str | None,
+) -> dict[str, Any]:
+    """The public profile on the ``profiles`` topic and GET /profiles (schemas/profile.schema.json).
+
+    ``sections`` holds basic, consumption, behaviour, interests, sentiment and churn.
+    """
+    return {
+        "schema_version": PROFILE_SCHEMA_VERSION,
+        "user_id": user_id,
+        "updated_at": format_ts(updated_at_ms),
+        "as_of": format_ts(as_of_ms),
+        "first_event_ts": None if first_event_ms is None else format_ts(first_event_ms),
+        "last_event_ts": None if last_event_ms is None else format_ts(last_event_ms),
+        **{name: sections[name] for name in ("basic", "consumption", "behaviour", "interests", "sentiment", "churn")},
+        "model_version": model_version,
+    }

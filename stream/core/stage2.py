@@ -1,0 +1,122 @@
+"""Stage 2 ``apply`` as plain code: per-user profiles over two mappings, returning what to publish.
+
+The Faust shell passes its two tables (``profile-state`` and ``forgotten``; any mutable
+mapping works, so tests pass dicts) and publishes the returned :class:`Outputs` in order.
+
+* :meth:`ProfileStage.apply_update`: apply an update unless its (source partition, offset)
+  was applied already (redelivery), re-assess churn, store the profile, publish it.
+* :meth:`ProfileStage.forget`: the right to be forgotten. The profile is deleted, only its
+  applied offsets are kept (so a late or redelivered update cannot resurrect it), a
+  tombstone is published, and the user's keyword contributions are returned for stage 1 to
+  take back (stage 2 never touches stage 1's state itself).
+* :meth:`ProfileStage.tick`: re-assess every user of the partition at the watermark.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from stream.core.messages import ChurnAlert, Kind, Tick, Update, parse_internal
+from stream.core.profile import (
+    Profile,
+    Rules,
+    already_applied,
+    apply_update,
+    churn_step,
+    new_profile,
+    public_view,
+)
+
+
+@dataclass
+class Outputs:
+    """What one message makes stage 2 publish, keyed by user id; ``forgotten_terms`` go back to stage 1."""
+
+    profiles: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    alerts: list[tuple[str, ChurnAlert]] = field(default_factory=list)
+    tombstones: list[str] = field(default_factory=list)
+    forgotten_terms: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+class ProfileStage:
+    """The per-user stage over ``table`` (user id -> profile) and ``forgotten`` (user id -> applied offsets)."""
+
+    def __init__(
+        self,
+        table: MutableMapping[str, Profile],
+        forgotten: MutableMapping[str, dict[str, Any]],
+        rules: Rules,
+        clock_ms: Callable[[], int],
+    ) -> None:
+        self.table = table
+        self.forgotten = forgotten
+        self.rules = rules
+        self.clock_ms = clock_ms
+
+    def handle(self, value: Mapping[str, Any], partition: int) -> Outputs:
+        """One message of the internal topic, dispatched by kind."""
+        message = parse_internal(value)
+        if message["kind"] == Kind.TICK:
+            return self.tick(message, partition)  # type: ignore[arg-type]
+        if message["kind"] == Kind.FORGET:
+            return self.forget(message)  # type: ignore[arg-type]
+        return self.apply_update(message, partition)  # type: ignore[arg-type]
+
+    def apply_update(self, update: Update, partition: int) -> Outputs:
+        user = update["user_id"]
+        profile = self._current(user)
+        updated = apply_update(profile, update, self.rules)
+        if updated is profile:
+            return Outputs()
+        updated, alert = churn_step(updated, updated["as_of"], self.rules)
+        updated["partition"] = partition
+        self.table[user] = updated
+        return self._publish(updated, alert, updated["as_of"])
+
+    def forget(self, update: Update) -> Outputs:
+        """Tombstones on the changelog and the profiles topic; the user's keyword counts handed back."""
+        user = update["user_id"]
+        profile = self._current(user)
+        if already_applied(profile, update):
+            return Outputs()
+        self.forgotten[user] = {"applied": {**profile["applied"], update["source"]: update["offset"]}}
+        out = Outputs(tombstones=[user])
+        if user in self.table:
+            del self.table[user]
+            out.forgotten_terms = {c: dict(t) for c, t in profile["terms"].items()}
+        return out
+
+    def tick(self, tick: Tick, partition: int) -> Outputs:
+        out = Outputs()
+        watermark = tick["watermark"]
+        for user, profile in list(self.table.items()):
+            if profile.get("partition") != partition or profile["last_event_ts"] is None:
+                continue
+            updated, alert = churn_step(profile, watermark, self.rules)
+            if alert is not None:
+                self.table[user] = updated
+                more = self._publish(updated, alert, watermark)
+                out.profiles += more.profiles
+                out.alerts += more.alerts
+        return out
+
+    def view(self, user: str, as_of: int) -> dict[str, Any] | None:
+        """The public profile of ``user`` (None when unknown or forgotten)."""
+        profile = self.table.get(user)
+        if profile is None:
+            return None
+        return public_view(profile, as_of=as_of, updated_at_ms=self.clock_ms(), rules=self.rules)
+
+    def _current(self, user: str) -> Profile:
+        profile = self.table.get(user)
+        if profile is None:
+            profile = new_profile(user)
+            profile["applied"] = dict((self.forgotten.get(user) or {}).get("applied", {}))
+        return profile
+
+    def _publish(self, profile: Profile, alert: ChurnAlert | None, as_of: int) -> Outputs:
+        view = public_view(profile, as_of=as_of, updated_at_ms=self.clock_ms(), rules=self.rules)
+        user = profile["user_id"]
+        return Outputs(profiles=[(user, view)], alerts=[] if alert is None else [(user, alert)])

@@ -1,0 +1,187 @@
+"""The Faust side of stage 1: micro-batches in, updates/dead letters/ticks out, checkpoint then ack.
+
+:class:`EncodeStage` runs :class:`~stream.worker.pipeline.BatchProcessor` in a worker thread,
+publishes its results, holds acks for records waiting for the warm start, and acks only
+what the last clustering checkpoint covers (see :mod:`stream.worker.agents` for the order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from stream.config import Settings
+from stream.core.clustering import OnlineClusterer, SnapshotMismatch
+from stream.core.messages import make_tick
+from stream.kafka.clients import committed_offsets, read_topic
+from stream.worker import checkpoint
+from stream.worker.pipeline import (
+    KEYWORDS_PER_CLUSTER,
+    BatchProcessor,
+    BatchResult,
+    Record,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class EncodeStage:
+    """Stage 1: holds the processor, its checkpoint and the records held for warm start."""
+
+    def __init__(
+        self,
+        processor: BatchProcessor,
+        checkpoint_path: Path,
+        *,
+        updates: faust.TopicT,
+        dead_letters: faust.TopicT,
+        partitions: int,
+        highwaters: Callable[[], dict[str, int | None]],
+        warmup_max_wait: float,
+        checkpoint_interval: float,
+    ) -> None:
+        self.processor = processor
+        self.checkpoint_path = checkpoint_path
+        self.updates = updates
+        self.dead_letters = dead_letters
+        self.partitions = partitions
+        self.highwaters = highwaters
+        self.warmup_max_wait = warmup_max_wait
+        self.checkpoint_interval = checkpoint_interval
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
+        self.lock = asyncio.Lock()
+        self.held: list[tuple[faust.StreamT, faust.EventT]] = []
+        self.held_since: float | None = None
+        self.to_ack: list[tuple[faust.StreamT, faust.EventT]] = []
+        self.dirty = False
+        self.last_checkpoint = time.monotonic()
+        self.dead_sent: set[str] = set()
+
+    def restore(self) -> None:
+        """Continue the clustering model of the last run, if it fits the current encoder."""
+        data = checkpoint.read(self.checkpoint_path)
+        if data is None:
+            return
+        try:
+            clusterer, state = OnlineClusterer.restore(data)
+        except SnapshotMismatch as exc:
+            log.warning("ignoring clustering checkpoint %s: %s", self.checkpoint_path, exc)
+            return
+        if state.get("encoder_version") != self.processor.encoder.version or clusterer.k != self.processor.clusterer.k:
+            log.warning(
+                "clustering checkpoint %s is for encoder %s, k=%s; starting a new model",
+                self.checkpoint_path, state.get("encoder_version"), clusterer.k,
+            )
+            return
+        self.processor.load_state(clusterer, state)
+        log.info("restored clustering model %s from %s", clusterer.version, self.checkpoint_path)
+
+    async def handle(self, stream: faust.StreamT, events: list[faust.EventT]) -> None:
+        records = [
+            Record(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
+            for e in events
+        ]
+        async with self.lock:
+            self.held.extend((stream, e) for e in events)
+            await self._run(records, force_fit=False, highwaters=self.highwaters())
+
+    async def on_timer(self) -> None:
+        """Let time pass without records: idle partitions release the watermark, and a warm-up
+        that waited ``warmup_max_wait`` fits with what is buffered."""
+        force_fit = self.held_since is not None and time.monotonic() - self.held_since >= self.warmup_max_wait
+        async with self.lock:
+            await self._run([], force_fit=force_fit, highwaters=self.highwaters())
+
+    async def _run(
+        self, records: list[Record], *, force_fit: bool, highwaters: dict[str, int | None] | None = None
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        result: BatchResult = await loop.run_in_executor(
+            self.executor, lambda: self.processor.process(records, force_fit=force_fit, highwaters=highwaters)
+        )
+        self.dirty |= bool(records or result.updates or result.ticks)
+        now_ms = _now_ms()
+        dead = [d for d in result.dead_letters if d.key not in self.dead_sent]
+        pending = [await self.dead_letters.send(key=d.key.encode(), value=d.message(now_ms), force=True) for d in dead]
+        pending += [
+            await self.updates.send(key=u["user_id"].encode(), value=u, force=True) for u in result.updates
+        ]
+        pending += [
+            await self.updates.send(key=b"", value=make_tick(w), partition=p, force=True)
+            for w in result.ticks
+            for p in range(self.partitions)
+        ]
+        await asyncio.gather(*pending)
+        self.dead_sent.update(d.key for d in dead)
+        if result.held:
+            self.held_since = self.held_since or time.monotonic()
+        else:
+            self.to_ack.extend(self.held)
+            self.held.clear()
+            self.held_since = None
+        await self._checkpoint_then_ack()
+
+    async def _checkpoint_then_ack(self) -> None:
+        """At most once per ``checkpoint_interval``: persist the model, then ack what it has learned from.
+
+        Acking only after the checkpoint means a crash redelivers every record whose learning
+        was not saved, so learning is neither lost nor applied twice; batching the fsync keeps
+        it off the latency path of small micro-batches.
+        """
+        if time.monotonic() - self.last_checkpoint < self.checkpoint_interval:
+            return
+        if self.dirty:
+            await asyncio.get_running_loop().run_in_executor(self.executor, self._save_checkpoint)
+            self.dirty = False
+        for stream, event in self.to_ack:
+            await stream.ack(event)
+        self.to_ack.clear()
+        self.last_checkpoint = time.monotonic()
+
+    async def forget_terms(self, terms: Mapping[str, Mapping[str, int]]) -> None:
+        """Take a forgotten user's words out of the cluster keyword counts, and persist that."""
+        async with self.lock:
+            self.processor.learner.forget(terms)
+            await asyncio.get_running_loop().run_in_executor(self.executor, self._save_checkpoint)
+
+    def recall_dead_letters(self, settings: Settings) -> None:
+        """Dead letters already published for records that can still be redelivered (offset >= committed).
+
+        Dead letters are keyed by their source position; remembering the ones a previous run
+        published keeps a crash between publishing and committing from publishing them twice.
+        """
+        committed = committed_offsets(settings, settings.app_id, settings.kind_of_topic)
+        for key, _ in read_topic(settings, settings.topic_dead_letters):
+            source, _, offset = key.decode().rpartition("/")
+            if int(offset) >= committed.get(source, 0):
+                self.dead_sent.add(key.decode())
+        log.info("%d dead letters of uncommitted records were published before; they will not be repeated", len(self.dead_sent))
+
+    def _save_checkpoint(self) -> None:
+        checkpoint.write_atomic(self.checkpoint_path, self.processor.clusterer.snapshot(**self.processor.state()))
+
+    def clusters(self) -> dict[str, Any]:
+        """Cluster sizes and keywords of this worker's model, for GET /clusters."""
+        clusterer = self.processor.clusterer
+        sizes = clusterer.sizes()
+        keywords = self.processor.terms.top_keywords(KEYWORDS_PER_CLUSTER * 2)
+        return {
+            "model_version": self.processor.model_version,
+            "fitted": clusterer.fitted,
+            "texts_learned": clusterer.seen,
+            "clusters": [
+                {"cluster": c, "size": round(float(sizes[c]), 2), "keywords": [w for w, _ in keywords.get(c, [])]}
+                for c in range(clusterer.k)
+            ],
+        }

@@ -1,0 +1,92 @@
+"""The worker's HTTP API: profile lookups, cluster summary, health; bearer-token auth.
+
+Every view except ``/health`` needs ``Authorization: Bearer <STREAM_API_TOKEN>`` when a
+token is set. Profile lookups are routed by Faust to the worker that owns the user's
+table partition and answer 503 while tables are being recovered.
+"""
+
+from __future__ import annotations
+
+import hmac
+import urllib.parse
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from stream.core.privacy import pseudonym
+from stream.core.stage2 import ProfileStage
+
+
+def authorized(header: str | None, token: str) -> bool:
+    """Whether an Authorization header carries the token; any header is fine when no token is set.
+
+    Compared as bytes in constant time: a header with non-ASCII characters is simply wrong.
+
+    >>> authorized("Bearer s3cret", "s3cret"), authorized("Bearer 秘密", "s3cret"), authorized(None, "")
+    (True, False, True)
+    """
+    if not token:
+        return True
+    given = (header or "").encode("utf-8", errors="surrogateescape")
+    return hmac.compare_digest(given, f"Bearer {token}".encode())
+
+
+def _unauthorized(web: View) -> Response:
+    return web.json({"error": "unauthorized", "detail": "send Authorization: Bearer <STREAM_API_TOKEN>"}, status=401)
+
+
+def register_views(
+    app: faust.App,
+    *,
+    table: faust.TableT,
+    forgotten: Mapping[str, Any],
+    profiles: ProfileStage,
+    api_token: str,
+    pseudonym_key: str,
+    ready: Callable[[], bool],
+    watermark: Callable[[], int],
+    clusters: Callable[[], dict[str, Any]],
+    health: Callable[[], dict[str, Any]],
+) -> None:
+    """Declare the views on ``app``; the callables read the stages' current state."""
+
+    def allowed(request: Request) -> bool:
+        try:
+            header = request.headers.get("Authorization")
+        except UnicodeDecodeError:
+            return False
+        return authorized(header, api_token)
+
+    @app.page("/profiles/{user_id}")
+    @app.table_route(table=table, match_info="user_id")
+    async def profile_view(web: View, request: Request, user_id: str) -> Response:
+        if not allowed(request):
+            return _unauthorized(web)
+        if not ready():
+            return web.json({"error": "recovering", "detail": "tables are being restored; retry shortly"}, status=503,
+                            headers={"Retry-After": "2"})
+        view = profiles.view(user_id, as_of=watermark())
+        if view is None:
+            detail = "forgotten on request" if user_id in forgotten else "no events seen for this user"
+            return web.json({"error": "not_found", "user_id": user_id, "detail": detail}, status=404)
+        return web.json(view)
+
+    @app.page("/users/{raw_id}/profile")
+    async def raw_id_view(web: View, request: Request, raw_id: str) -> Response:
+        """Lookup by the raw user id: hashed here, then routed like any profile lookup."""
+        if not allowed(request):
+            return _unauthorized(web)
+        target = pseudonym(raw_id, pseudonym_key.encode()) if pseudonym_key else raw_id
+        return web.bytes(b"", status=307, headers={"Location": f"/profiles/{urllib.parse.quote(target)}"})
+
+    @app.page("/clusters")
+    async def clusters_view(web: View, request: Request) -> Response:
+        if not allowed(request):
+            return _unauthorized(web)
+        return web.json(clusters())
+
+    @app.page("/health")
+    async def health_view(web: View, request: Request) -> Response:
+        return web.json({"status": "ok", "ready": ready(), **health()})

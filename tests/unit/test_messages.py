@@ -1,0 +1,44 @@
+"""Wire formats: one dispatch for the internal topic, updates that survive JSON, envelopes that meet their schemas."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from stream.core.messages import Kind, make_tick, make_update, parse_internal, unpack_vector
+
+
+def test_internal_messages_dispatch_by_kind() -> None:
+    tick = parse_internal(json.loads(json.dumps(make_tick(42))))
+    assert tick == {"kind": "tick", "watermark": 42}
+    update = make_update(kind="order", user_id="u", event_id="e", ts_ms=1, source="orders/0", offset=3, watermark=0)
+    assert parse_internal(json.loads(json.dumps(update))) == update
+    with pytest.raises(ValueError):
+        parse_internal({"kind": "gossip"})
+
+
+def test_an_update_carries_its_embedding_exactly_through_json() -> None:
+    v = np.random.default_rng(0).standard_normal(16).astype(np.float32)
+    u = json.loads(json.dumps(make_update(kind=Kind.SEARCH, user_id="u", event_id="e", ts_ms=1, source="s/0", offset=0,
+                                          watermark=0, embedding=v, cluster=np.int64(3))))
+    assert np.array_equal(unpack_vector(u["embedding"]), v) and u["cluster"] == 3 and u["kind"] == "search"
+
+
+def test_an_unknown_event_kind_cannot_be_built() -> None:
+    with pytest.raises(ValueError):
+        make_update(kind="gossip", user_id="u", event_id="e", ts_ms=1, source="s/0", offset=0, watermark=0)
+
+
+def test_a_dead_letter_of_a_huge_record_still_fits_in_a_kafka_message() -> None:
+    from stream.core.messages import dead_letter
+
+    value = json.dumps({"text": "太长" * 400_000}).encode()  # ~4.8 MB: larger than any broker accepts by default
+    message = dead_letter(topic="reviews", partition=0, offset=7, key=b"k", value=value, reason="text too long",
+                          error="too long", failed_at_ms=0)
+    assert len(json.dumps(message).encode()) < 256 * 1024
+    assert message["value"] is None and message["value_text"].startswith('{"text": "\\u592a')
+    small = dead_letter(topic="reviews", partition=0, offset=8, key=None, value=b"{}", reason="schema violation",
+                        error="x", failed_at_ms=0)
+    assert small["value"] == "e30=" and small["value_text"] == "{}"
