@@ -75,6 +75,7 @@ class Settings(BaseSettings):
 
     # Clustering
     clusters: int = Field(10, ge=2)
+    topics: int = Field(6, ge=0, description="coarse topics above the clusters (centroids grouped); 0 or >= clusters = none")
     warmup: int = Field(0, ge=0, description="embeddings buffered before the first fit; 0 = 50 x clusters")
     warmup_max_wait: float = Field(30.0, gt=0, description="fit with what is buffered (at least `clusters`) after this many seconds")
     half_life_events: float = Field(0.0, ge=0, description="decay of cluster counts in events (0 = no forgetting)")
@@ -99,6 +100,9 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     api_token: str = Field("", description="when set, the HTTP API requires `Authorization: Bearer <token>`")
+    raw_lookups_per_second: float = Field(
+        2.0, gt=0, description="raw-id lookups (/users/{raw_id}/profile) per client per second; bursts of 10"
+    )
 
     # Kafka security, passed to Faust (aiokafka) and confluent-kafka clients alike
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"

@@ -56,6 +56,8 @@ def rules_from(settings: Settings) -> Rules:
         inactivity_days=settings.inactivity_days,
         alert_at=settings.churn_alert_at,
         recover_at=settings.churn_recover_at,
+        check_every_ms=int(settings.churn_check_hours * 3_600_000),  # the ticks' schedule (build_processor)
+        lateness_ms=int(settings.lateness_seconds * 1000),
     )
 
 
@@ -109,8 +111,8 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
             await alerts_out.send(key=user.encode(), value=alert, force=True)
         for user in out.tombstones:
             await tombstones.send(key=user.encode(), value=None, force=True)
-        if out.forgotten_terms:
-            await stage.forget_terms(out.forgotten_terms)
+        for user in out.tombstones:  # one per forget, with or without keyword counts
+            await stage.forget_terms(out.forgotten_terms, user)
 
     @app.agent(sources, name="encode")
     async def encode(stream: faust.StreamT) -> None:
@@ -130,8 +132,9 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
         return app.tables.recovery.completed.is_set() and not app.rebalancing
 
     register_views(
-        app, table=table, forgotten=forgotten, profiles=profiles, api_token=settings.api_token,
-        pseudonym_key=settings.pseudonym_key, ready=ready, watermark=lambda: stage.processor.watermark,
+        app, table=table, profiles=profiles, api_token=settings.api_token,
+        pseudonym_key=settings.pseudonym_key, raw_lookups_per_second=settings.raw_lookups_per_second,
+        ready=ready, watermark=lambda: stage.processor.watermark,
         clusters=stage.clusters,
         health=lambda: {
             "model_version": stage.processor.model_version, "clusters_fitted": stage.processor.clusterer.fitted,

@@ -1,21 +1,25 @@
 """The worker's HTTP API: profile lookups, cluster summary, health; bearer-token auth.
 
-Every view except ``/health`` needs ``Authorization: Bearer <STREAM_API_TOKEN>`` when a
-token is set. Profile lookups are routed by Faust to the worker that owns the user's
-table partition and answer 503 while tables are being recovered.
+Every view needs ``Authorization: Bearer <STREAM_API_TOKEN>`` when a token is set, except
+``/health``, which without it says only whether the worker is ready. Profile lookups are
+routed by Faust to the worker that owns the user's table partition and answer 503 while
+tables are being recovered. Unknown and forgotten users get the same 404, so the API does
+not reveal who asked to be forgotten; raw-id lookups (which hash any guess) are rate-limited.
 """
 
 from __future__ import annotations
 
 import hmac
+import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import faust
 from faust.web import Request, Response, View
 
 from stream.core.privacy import pseudonym
+from stream.core.ratelimit import RateLimiter
 from stream.core.stage2 import ProfileStage
 
 
@@ -41,16 +45,17 @@ def register_views(
     app: faust.App,
     *,
     table: faust.TableT,
-    forgotten: Mapping[str, Any],
     profiles: ProfileStage,
     api_token: str,
     pseudonym_key: str,
+    raw_lookups_per_second: float,
     ready: Callable[[], bool],
     watermark: Callable[[], int],
     clusters: Callable[[], dict[str, Any]],
     health: Callable[[], dict[str, Any]],
 ) -> None:
     """Declare the views on ``app``; the callables read the stages' current state."""
+    raw_lookups = RateLimiter(raw_lookups_per_second, burst=10.0, clock=time.monotonic)
 
     def allowed(request: Request) -> bool:
         try:
@@ -69,8 +74,7 @@ def register_views(
                             headers={"Retry-After": "2"})
         view = profiles.view(user_id, as_of=watermark())
         if view is None:
-            detail = "forgotten on request" if user_id in forgotten else "no events seen for this user"
-            return web.json({"error": "not_found", "user_id": user_id, "detail": detail}, status=404)
+            return web.json({"error": "not_found", "detail": "no profile for this user"}, status=404)
         return web.json(view)
 
     @app.page("/users/{raw_id}/profile")
@@ -78,6 +82,10 @@ def register_views(
         """Lookup by the raw user id: hashed here, then routed like any profile lookup."""
         if not allowed(request):
             return _unauthorized(web)
+        ok, wait = raw_lookups.allow(str(getattr(request, "remote", None) or "unknown"))
+        if not ok:
+            return web.json({"error": "rate_limited", "detail": "too many raw-id lookups; retry later"}, status=429,
+                            headers={"Retry-After": str(max(1, round(wait)))})
         target = pseudonym(raw_id, pseudonym_key.encode()) if pseudonym_key else raw_id
         return web.bytes(b"", status=307, headers={"Location": f"/profiles/{urllib.parse.quote(target)}"})
 
@@ -89,4 +97,6 @@ def register_views(
 
     @app.page("/health")
     async def health_view(web: View, request: Request) -> Response:
+        if not allowed(request):
+            return web.json({"status": "ok", "ready": ready()})
         return web.json({"status": "ok", "ready": ready(), **health()})
