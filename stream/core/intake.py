@@ -8,6 +8,7 @@ so nothing after this point sees personal data.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -16,6 +17,7 @@ from typing import Any
 from stream.core.events import Event, Limits, Reason, Rejected, decode
 from stream.core.messages import dead_letter
 from stream.core.privacy import contains_pii, pseudonym, scrub
+from stream.core.redact import mask_tree
 from stream.core.profile import ATTRIBUTES
 
 SCRUBBED = ("category", "region", "occupation", "item_id", "order_id")  # free-form strings that may reach outputs
@@ -43,6 +45,7 @@ class DeadLetter:
     record: Record
     reason: str
     error: str
+    pseudonym_key: bytes | None = None  # the record key is published as its pseudonym, or not at all
 
     @property
     def key(self) -> str:
@@ -52,7 +55,8 @@ class DeadLetter:
         """The value for the dead-letter topic (see :func:`stream.core.messages.dead_letter`)."""
         r = self.record
         return dead_letter(topic=r.topic, partition=r.partition, offset=r.offset, key=r.key, value=r.value,
-                           reason=self.reason, error=self.error, failed_at_ms=failed_at_ms)
+                           reason=self.reason, error=self.error, failed_at_ms=failed_at_ms,
+                           pseudonym_key=self.pseudonym_key)
 
 
 class Intake:
@@ -80,7 +84,8 @@ class Intake:
         return self._protect(record, event)
 
     def _protect(self, record: Record, event: Event) -> Event | Rejected:
-        """Pseudonymise the user id (or refuse one that is personal data) and scrub free-form fields."""
+        """Pseudonymise the user id (or refuse one that is personal data), drop free-form fields that hold
+        personal data and mask every other decoded string (keys included)."""
         if self.pseudonym_key:
             user = pseudonym(event.user_id, self.pseudonym_key)
         elif contains_pii(event.user_id):
@@ -91,6 +96,7 @@ class Intake:
         if event_id is None or contains_pii(event_id):
             event_id = f"{record.source}/{record.offset}"
         fields = {**event.fields, **{k: scrub(event.fields.get(k)) for k in SCRUBBED if k in event.fields}}
+        fields = {**mask_tree(fields, limit=sys.maxsize, numbers=False).value, "user_id": user, "event_id": event_id}
         return replace(event, user_id=user, event_id=event_id, fields=fields)
 
 

@@ -8,7 +8,11 @@ so that
 * old topics **fade** with the clusters (:meth:`ClusterTerms.decay`, the same half-life
   as the cluster counts) and rare tokens are pruned, so memory stays bounded on an
   endless stream;
-* a user's contribution can be **forgotten** (:meth:`ClusterTerms.remove`);
+* a user's contribution can be **forgotten** (:meth:`ClusterTerms.remove`,
+  :meth:`ClusterTerms.forget_user`);
+* a word becomes a keyword only when enough **distinct users** wrote it (``min_users`` of
+  :meth:`ClusterTerms.top_keywords`), so one user's id, name or spam never labels a cluster;
+  users are kept as short hashes of their (pseudonymous) ids, a few per word;
 * a snapshot is **JSON-safe** (:meth:`ClusterTerms.to_dict` / :meth:`ClusterTerms.from_dict`).
 
 Ranking is BERTopic's c-TF-IDF: all texts of a cluster form one document, and
@@ -33,11 +37,14 @@ True
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2  # 2 adds the users per word; a format-1 snapshot loads with none (no keyword until re-seen)
+MIN_KEYWORD_USERS = 3  # distinct users who must have written a word before it can label a cluster
+TRACKED_USERS = 8  # users remembered per word: enough that forgetting a few rarely hides a keyword
 DEFAULT_MIN_COUNT = 0.01  # below this a decayed count is noise: about 6.6 half-lives after a single sighting
 _ZERO = 1e-9  # what remains of a count after add + remove of the same weight, up to float rounding
 
@@ -58,13 +65,14 @@ class ClusterTerms:
     {}
     """
 
-    __slots__ = ("counts", "min_count")
+    __slots__ = ("counts", "min_count", "users")
 
     def __init__(
         self,
         counts: Mapping[int, Mapping[str, float]] | None = None,
         *,
         min_count: float = DEFAULT_MIN_COUNT,
+        users: Mapping[int, Mapping[str, Iterable[str]]] | None = None,
     ) -> None:
         if not min_count >= 0:
             raise ValueError(f"min_count must be >= 0, got {min_count}")
@@ -76,13 +84,19 @@ class ClusterTerms:
                     raise ValueError(f"count of {token!r} in cluster {cluster} must be finite and >= 0, got {count}")
                 if count > _ZERO:
                     self.counts.setdefault(int(cluster), {})[str(token)] = float(count)
+        self.users: dict[int, dict[str, list[str]]] = {}
+        for cluster, words in (users or {}).items():
+            for token, tags in words.items():
+                if str(token) in self.counts.get(int(cluster), {}) and tags:
+                    self.users.setdefault(int(cluster), {})[str(token)] = list(tags)[:TRACKED_USERS]
 
     # ------------------------------------------------------------------ updates
 
-    def add(self, cluster: int, tokens: Sequence[str], weight: float = 1.0) -> None:
+    def add(self, cluster: int, tokens: Sequence[str], weight: float = 1.0, user: str | None = None) -> None:
         """Count each token occurrence of one text (repeats count again: it is term frequency).
 
-        ``weight`` lets a caller down-weight e.g. search queries against reviews.
+        ``weight`` lets a caller down-weight e.g. search queries against reviews; ``user`` (the
+        writer's pseudonymous id) counts towards the distinct users of each token.
         """
         _check_weight(weight)
         if weight == 0 or not tokens:
@@ -90,6 +104,13 @@ class ClusterTerms:
         terms = self.counts.setdefault(int(cluster), {})
         for token in tokens:
             terms[token] = terms.get(token, 0.0) + weight
+        if user is not None:
+            tag = user_tag(user)
+            seen = self.users.setdefault(int(cluster), {})
+            for token in set(tokens):
+                tags = seen.setdefault(token, [])
+                if tag not in tags and len(tags) < TRACKED_USERS:
+                    tags.append(tag)
 
     def remove(self, cluster: int, tokens: Sequence[str], weight: float = 1.0) -> None:
         """Undo :meth:`add` with the same arguments (e.g. a user asked to be forgotten).
@@ -114,6 +135,39 @@ class ClusterTerms:
                     del terms[token]
         if not terms:
             del self.counts[int(cluster)]
+        self._drop_users_of_missing(int(cluster))
+
+    def forget_user(self, user: str) -> None:
+        """A forgotten user no longer counts as a writer of any word (their counts go with :meth:`remove`).
+
+        >>> t = ClusterTerms()
+        >>> for u in ("a", "b", "c"): t.add(0, ["屏幕"], user=u)
+        >>> t.top_keywords(1, min_users=3)[0][0][0]
+        '屏幕'
+        >>> t.forget_user("b"); t.top_keywords(1, min_users=3)
+        {0: []}
+        """
+        tag = user_tag(user)
+        for cluster in list(self.users):
+            for token in list(self.users[cluster]):
+                tags = self.users[cluster][token]
+                if tag in tags:
+                    tags.remove(tag)
+                    if not tags:
+                        del self.users[cluster][token]
+            if not self.users[cluster]:
+                del self.users[cluster]
+
+    def _drop_users_of_missing(self, cluster: int) -> None:
+        """Users of words no longer counted (removed, decayed away, pruned) are not kept."""
+        words = self.users.get(cluster)
+        if words is None:
+            return
+        counted = self.counts.get(cluster, {})
+        for token in [t for t in words if t not in counted]:
+            del words[token]
+        if not words:
+            del self.users[cluster]
 
     def decay(self, factor: float) -> None:
         """Multiply every count by ``factor`` (in (0, 1]) and drop those below ``min_count``.
@@ -132,6 +186,7 @@ class ClusterTerms:
                 self.counts[cluster] = kept
             else:
                 del self.counts[cluster]
+            self._drop_users_of_missing(cluster)
 
     def prune(self, max_terms_per_cluster: int) -> None:
         """Keep only the ``max_terms_per_cluster`` largest counts of each cluster (ties: token order).
@@ -152,6 +207,7 @@ class ClusterTerms:
                     self.counts[cluster] = dict(top)
                 else:
                     del self.counts[cluster]
+                self._drop_users_of_missing(cluster)
 
     # ------------------------------------------------------------------ queries
 
@@ -160,8 +216,9 @@ class ClusterTerms:
         """Clusters that have at least one counted token, ascending."""
         return sorted(self.counts)
 
-    def top_keywords(self, n: int = 10) -> dict[int, list[tuple[str, float]]]:
-        """Up to ``n`` (token, c-TF-IDF score) per cluster, best first (ties: token order).
+    def top_keywords(self, n: int = 10, min_users: int = 0) -> dict[int, list[tuple[str, float]]]:
+        """Up to ``n`` (token, c-TF-IDF score) per cluster, best first (ties: token order), among
+        tokens written by at least ``min_users`` distinct users (all tokens count for the scores).
 
         A word only one cluster uses beats one that all clusters use equally often:
 
@@ -183,7 +240,12 @@ class ClusterTerms:
         out: dict[int, list[tuple[str, float]]] = {}
         for cluster in sorted(self.counts):
             total = totals[cluster]
-            scored = [(token, count / total * idf[token]) for token, count in self.counts[cluster].items()]
+            users = self.users.get(cluster, {})
+            scored = [
+                (token, count / total * idf[token])
+                for token, count in self.counts[cluster].items()
+                if not min_users or len(users.get(token, ())) >= min_users
+            ]
             scored.sort(key=lambda ts: (-ts[1], ts[0]))
             out[cluster] = scored[:n]
         return out
@@ -196,15 +258,21 @@ class ClusterTerms:
             "format": SNAPSHOT_FORMAT,
             "min_count": self.min_count,
             "clusters": {str(c): dict(terms) for c, terms in sorted(self.counts.items())},
+            "users": {str(c): {t: list(tags) for t, tags in words.items()} for c, words in sorted(self.users.items())},
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ClusterTerms:
         """Inverse of :meth:`to_dict`; rejects snapshots of another format."""
-        if data.get("format") != SNAPSHOT_FORMAT:
+        if data.get("format") not in (1, SNAPSHOT_FORMAT):
             raise ValueError(f"ClusterTerms snapshot format {data.get('format')!r} != {SNAPSHOT_FORMAT}")
         clusters = data.get("clusters") or {}
-        return cls({int(c): terms for c, terms in clusters.items()}, min_count=data.get("min_count", DEFAULT_MIN_COUNT))
+        users = data.get("users") or {}
+        return cls(
+            {int(c): terms for c, terms in clusters.items()},
+            min_count=data.get("min_count", DEFAULT_MIN_COUNT),
+            users={int(c): words for c, words in users.items()},
+        )
 
     @classmethod
     def from_assignments(
@@ -225,7 +293,7 @@ class ClusterTerms:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ClusterTerms):
             return NotImplemented
-        return self.counts == other.counts and self.min_count == other.min_count
+        return self.counts == other.counts and self.min_count == other.min_count and self.users == other.users
 
     __hash__ = None  # type: ignore[assignment]  # mutable
 
@@ -235,6 +303,11 @@ class ClusterTerms:
 
     def __repr__(self) -> str:
         return f"ClusterTerms(clusters={len(self.counts)}, entries={len(self)}, min_count={self.min_count})"
+
+
+def user_tag(user: str) -> str:
+    """A short hash of a user id: enough to tell writers apart, nothing to read back."""
+    return hashlib.blake2b(user.encode("utf-8"), digest_size=6).hexdigest()
 
 
 def _check_weight(weight: float) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from stream.core.clustering import OnlineClusterer
-from stream.core.keywords import ClusterTerms
+from stream.core.keywords import MIN_KEYWORD_USERS, ClusterTerms
 
 MAX_TERMS_PER_CLUSTER = 500
 
@@ -32,6 +32,7 @@ class Sample:
     embedding: np.ndarray
     tokens: Sequence[str]
     payload: Any = None
+    user: str | None = None  # pseudonymous writer: a keyword needs MIN_KEYWORD_USERS of them
 
 
 @dataclass
@@ -91,13 +92,16 @@ class Learner:
 
     def keywords(self, n: int) -> dict[int, list[str]]:
         """Top ``n`` c-TF-IDF keywords per cluster."""
-        return {c: [w for w, _ in kws] for c, kws in self.terms.top_keywords(n).items()}
+        return {c: [w for w, _ in kws] for c, kws in self.terms.top_keywords(n, min_users=MIN_KEYWORD_USERS).items()}
 
-    def forget(self, contributions: Mapping[str, Mapping[str, float]]) -> None:
-        """Take a forgotten user's own keyword counts (``{cluster: {token: count}}``) back out."""
+    def forget(self, contributions: Mapping[str, Mapping[str, float]], user: str | None = None) -> None:
+        """Take a forgotten user's own keyword counts (``{cluster: {token: count}}``) back out, and the user
+        out of the writers of every word."""
         for cluster, counts in contributions.items():
             for token, n in counts.items():
                 self.terms.remove(int(cluster), [token], weight=float(n))
+        if user is not None:
+            self.terms.forget_user(user)
 
     def _learn_terms(self, learned: Sequence[tuple[Sample, int]]) -> None:
         """Keyword counts follow the clusters: same decay, only for texts learned for the first time."""
@@ -106,6 +110,6 @@ class Learner:
         if self.clusterer.half_life_events > 0:
             self.terms.decay(0.5 ** (len(learned) / self.clusterer.half_life_events))
         for s, label in learned:
-            self.terms.add(label, s.tokens)
+            self.terms.add(label, s.tokens, user=s.user)
             self.learned[s.source] = max(self.learned.get(s.source, -1), s.offset)
         self.terms.prune(self.max_terms_per_cluster)

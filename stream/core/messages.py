@@ -19,13 +19,9 @@ from typing import Any, Literal, TypedDict
 import numpy as np
 
 from stream.core.events import format_ts
-from stream.core.text import mask_pii
+from stream.core.redact import ERROR_LIMIT, mask_head, redact_bytes, redact_key
 
 PROFILE_SCHEMA_VERSION = 2
-# A dead letter must fit in a Kafka message (1 MB by default) whatever the record's size:
-# larger originals travel only by their source position, and the masked text is cut.
-DEAD_LETTER_MAX_VALUE_BYTES = 256 * 1024
-DEAD_LETTER_MAX_TEXT_CHARS = 16 * 1024
 
 
 class Kind(StrEnum):
@@ -131,31 +127,27 @@ def parse_internal(value: Mapping[str, Any]) -> Update | Tick:
 
 def dead_letter(
     *, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, reason: str, error: str,
-    failed_at_ms: int,
+    failed_at_ms: int, pseudonym_key: bytes | None = None,
 ) -> dict[str, Any]:
     """The value published on the dead-letter topic (schemas/dead-letter.schema.json).
 
-    The original bytes travel unchanged unless they contain personal data or are larger than
-    ``DEAD_LETTER_MAX_VALUE_BYTES``: then only the masked text does, cut to
-    ``DEAD_LETTER_MAX_TEXT_CHARS`` (the source position still leads to the original record).
+    Never the raw key or bytes, which may hold personal data masking cannot recognise in raw
+    form: the key travels as its pseudonym (or not at all), the value as decoded, masked text
+    (:func:`stream.core.redact.redact_bytes`), cut to fit well inside a Kafka message. The
+    source position leads to the original record for whoever may read the input topic.
     """
-    text: str | None = None
-    pii: tuple[str, ...] = ()
-    if value is not None:
-        text, pii = mask_pii(value.decode("utf-8", errors="replace"))
-        if len(text) > DEAD_LETTER_MAX_TEXT_CHARS:
-            text = f"{text[:DEAD_LETTER_MAX_TEXT_CHARS]}…[{len(text) - DEAD_LETTER_MAX_TEXT_CHARS} more characters cut]"
+    text = None if value is None else redact_bytes(value)
     return {
         "topic": topic,
         "partition": partition,
         "offset": offset,
-        "key": None if key is None else base64.b64encode(key).decode("ascii"),
-        "value": None if value is None or pii or len(value) > DEAD_LETTER_MAX_VALUE_BYTES
-        else base64.b64encode(value).decode("ascii"),
-        "value_text": text,
-        "pii_masked": list(pii),
+        "key": redact_key(key, pseudonym_key),
+        "value_text": None if text is None else text.value,
+        "value_bytes": None if value is None else len(value),
+        "truncated": bool(text and text.truncated),
+        "pii_masked": [] if text is None else list(text.kinds),
         "reason": reason,
-        "error": mask_pii(error)[0],
+        "error": mask_head(error, ERROR_LIMIT).value,
         "failed_at": format_ts(failed_at_ms),
     }
 

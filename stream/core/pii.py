@@ -145,8 +145,11 @@ _DOT = (
 # Labels may be IDN (Latin, Cyrillic, Greek, kana, hangul, CJK without 点, which spells a dot).
 _LABEL = "[a-z0-9\\-\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u70b8\u70ba-\u9fff\uac00-\ud7af]{1,63}"
 _TLD = r"(?:[a-z]{2,24}(?![a-z])|中国|中國|公司|网络|網絡|在线|商城|集团|香港|台湾|台灣|新加坡|我爱你|网址|信息|移动)"
+_PROVIDER = r"(?:qq|163|126|139|188|yeah|sina|sohu|aliyun|foxmail|gmail|googlemail|hotmail|outlook|live|msn|yahoo|icloud|me|proton(?:mail)?)"
 _EMAIL = re.compile(
-    rf"(?:{_LOCAL_ASCII}|{_LOCAL_OTHER}){_AT}{_LABEL}(?:{_DOT}{_LABEL})*?{_DOT}{_TLD}",
+    rf"(?:{_LOCAL_ASCII}|{_LOCAL_OTHER})(?:{_AT}{_LABEL}(?:{_DOT}{_LABEL})*?{_DOT}"
+    # Spelled out, at a mail provider: "zhang at qq dot com" (also what normalising leaves of {at}).
+    rf"|\s+at\s+{_PROVIDER}(?:\s+dot\s+{_LABEL})*?\s+dot\s+){_TLD}",
     re.IGNORECASE,
 )
 _EMAIL_HINT = re.compile(r"[@﹫]|at|艾特|圈a", re.IGNORECASE)
@@ -173,7 +176,7 @@ _PASSPORT_KEY = re.compile(
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|[01]?[0-9]?[0-9])"
 _IPV4 = re.compile(rf"(?<![0-9.]){_OCTET}(?:\.{_OCTET}){{3}}(?![0-9]|\.[0-9])")
 _IPV6 = re.compile(
-    r"(?<![0-9a-f:])(?:[0-9a-f]{0,4}:){2,7}(?:[0-9a-f]{1,4}|[0-9.]{7,15})?(?![0-9a-f:])",
+    r"(?<![0-9a-f:])(?:[0-9a-f]{0,4}:){2,7}(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9a-f]{1,4})?(?![0-9a-f:]|\.[0-9])",
     re.IGNORECASE,
 )
 _VERSION_BEFORE = re.compile(
@@ -487,10 +490,12 @@ def _spans(sh: Shadow) -> list[tuple[int, int, str]]:
         _keyed(plain, s, claims)
     if _ANY_DIGIT.search(s):
         _claim_matches(_PASSPORT, plain, claims, "passport")
+        if (
+            "::" in plain or plain.count(":") >= 7
+        ):  # first: an IPv6 address may end in an IPv4 one
+            _claim_matches(_IPV6, plain, claims, "ip", accept=_ipv6)
         if "." in plain:
             _claim_matches(_IPV4, plain, claims, "ip", accept=_ipv4)
-        if "::" in plain or plain.count(":") >= 7:
-            _claim_matches(_IPV6, plain, claims, "ip", accept=_ipv6)
         _numbers(s, sh.numerals, claims)
         _claim_matches(_PLATE, s, claims, "plate", accept=_plate)
     if _ADDRESS_HINT.search(plain):

@@ -95,27 +95,33 @@ class _Budget:
         return result.value
 
 
-def _mask_tree(value: Any, budget: _Budget) -> Any:
+def _mask_tree(value: Any, budget: _Budget, numbers: bool) -> Any:
     if isinstance(value, str):
         return budget.text(value)
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int | float):
+        if not numbers:
+            return value
         # A phone or QQ number sent as a JSON number is still one.
         literal = json.dumps(value)
         masked = budget.text(literal)
         return value if masked == literal else masked
     if isinstance(value, Mapping):
-        return {budget.text(str(k)): _mask_tree(v, budget) for k, v in value.items()}
+        return {
+            budget.text(str(k)): _mask_tree(v, budget, numbers)
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
-        return [_mask_tree(v, budget) for v in value]
+        return [_mask_tree(v, budget, numbers) for v in value]
     return budget.text(str(value))
 
 
-def mask_tree(value: Any, limit: int = TEXT_LIMIT) -> Masked:
-    """A decoded JSON value with every key, string and number masked, within ``limit`` characters of strings."""
+def mask_tree(value: Any, limit: int = TEXT_LIMIT, *, numbers: bool = True) -> Masked:
+    """A decoded JSON value with every key, string and (unless ``numbers`` is false, where a number must
+    stay one) number masked, within ``limit`` characters of strings."""
     budget = _Budget(limit)
-    masked = _mask_tree(value, budget)
+    masked = _mask_tree(value, budget, numbers)
     return Masked(
         masked, tuple(k for k in KINDS if k in budget.kinds), budget.truncated
     )

@@ -118,7 +118,7 @@ class BatchProcessor:
             self.clock.read(record.source, record.offset, now)
             decoded = self.intake.decode(record, now_ms=wall_ms)
             if isinstance(decoded, Rejected):
-                result.dead_letters.append(DeadLetter(record, decoded.reason, decoded.error))
+                result.dead_letters.append(DeadLetter(record, decoded.reason, decoded.error, self.intake.pseudonym_key))
                 continue
             self.clock.event(record.source, decoded.ts_ms)
             if decoded.text is None:
@@ -141,7 +141,7 @@ class BatchProcessor:
         inputs = [self.prefixes.get(event.kind, "") + c.text for (_, event), c in zip(texts, cleaned)]
         embeddings = self.encoder.encode(inputs)
         return [
-            Sample(r.source, r.offset, e.ts_ms, x, c.tokens, payload=(r, e, c))
+            Sample(r.source, r.offset, e.ts_ms, x, c.tokens, payload=(r, e, c), user=e.user_id)
             for (r, e), c, x in zip(texts, cleaned, embeddings)
         ]
 

@@ -149,10 +149,10 @@ class EncodeStage:
         self.to_ack.clear()
         self.last_checkpoint = time.monotonic()
 
-    async def forget_terms(self, terms: Mapping[str, Mapping[str, int]]) -> None:
-        """Take a forgotten user's words out of the cluster keyword counts, and persist that."""
+    async def forget_terms(self, terms: Mapping[str, Mapping[str, int]], user: str) -> None:
+        """Take a forgotten user's words (and the user as their writer) out of the cluster keywords; persist that."""
         async with self.lock:
-            self.processor.learner.forget(terms)
+            self.processor.learner.forget(terms, user)
             await asyncio.get_running_loop().run_in_executor(self.executor, self._save_checkpoint)
 
     def recall_dead_letters(self, settings: Settings) -> None:
@@ -175,13 +175,13 @@ class EncodeStage:
         """Cluster sizes and keywords of this worker's model, for GET /clusters."""
         clusterer = self.processor.clusterer
         sizes = clusterer.sizes()
-        keywords = self.processor.terms.top_keywords(KEYWORDS_PER_CLUSTER * 2)
+        keywords = self.processor.learner.keywords(KEYWORDS_PER_CLUSTER * 2)  # only words of enough distinct users
         return {
             "model_version": self.processor.model_version,
             "fitted": clusterer.fitted,
             "texts_learned": clusterer.seen,
             "clusters": [
-                {"cluster": c, "size": round(float(sizes[c]), 2), "keywords": [w for w, _ in keywords.get(c, [])]}
+                {"cluster": c, "size": round(float(sizes[c]), 2), "keywords": keywords.get(c, [])}
                 for c in range(clusterer.k)
             ],
         }

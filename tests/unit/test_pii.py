@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream.cli import main
-from stream.core.pii import KINDS, PLACEHOLDERS, digits_of, find, mask
-from stream.core.text import normalize
+from stream.core.pii import KINDS, PLACEHOLDERS, alnum_of, digits_of, find, mask
+from stream.core.text import clean, normalize
 from stream.devtools.privacy_report import (
     FALSE_POSITIVE_CEILING,
     RECALL_FLOOR,
@@ -66,6 +66,17 @@ def test_no_secret_of_a_positive_survives_in_the_digits_only_shadow(case) -> Non
         if len(digits) >= 5:
             assert digits not in digits_of(masked)
         assert not leaked(secret, masked)
+
+
+def test_tokens_of_cleaned_positives_hold_no_fragment_of_a_secret() -> None:
+    """What becomes a keyword candidate (jieba tokens of the masked, normalised text) never carries a secret."""
+    for case in (c for c in CORPUS if c.kinds):
+        tokens = [alnum_of(t) for t in clean(case.text).tokens]
+        for secret in map(alnum_of, case.secrets):
+            assert not [t for t in tokens if len(t) >= 4 and t in secret], (
+                case.text,
+                tokens,
+            )
 
 
 @pytest.mark.parametrize(

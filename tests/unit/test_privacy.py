@@ -1,29 +1,45 @@
-"""Personal data at the edge: pseudonymous ids, refused PII ids, scrubbed attributes, watermark over partitions."""
+"""Personal data at the edge: pseudonymous ids, masked fields and dead letters, keywords of many users, watermark."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from stream.config import Settings
 from stream.core.clustering import OnlineClusterer
 from stream.core.events import Limits
+from stream.core.keywords import ClusterTerms
+from stream.core.learning import Learner, Sample
+from stream.core.pii import alnum_of, digits_of
 from stream.core.privacy import pseudonym
+from stream.core.text import clean
 from stream.worker.pipeline import BatchProcessor, Record
 
 from .test_pipeline import FakeEncoder
 
 TOPICS = {"reviews": "review", "user-attributes": "user_attributes", "orders": "order"}
+PHONE = "13812345678"
 
 
 def processor(key: bytes | None = None) -> BatchProcessor:
-    return BatchProcessor(FakeEncoder(), OnlineClusterer(k=2, warmup=2), kind_of_topic=TOPICS, prefixes={},
-                          limits=Limits(100, 1000, 300_000), pseudonym_key=key)
+    return BatchProcessor(
+        FakeEncoder(),
+        OnlineClusterer(k=2, warmup=2),
+        kind_of_topic=TOPICS,
+        prefixes={},
+        limits=Limits(100, 1000, 300_000),
+        pseudonym_key=key,
+    )
 
 
-def attrs(offset: int, user: str, ts: int = 1_767_225_600_000, **fields: object) -> Record:
-    value = json.dumps({"user_id": user, "ts": ts, **fields}, ensure_ascii=False).encode()
+def attrs(
+    offset: int, user: str, ts: int = 1_767_225_600_000, **fields: object
+) -> Record:
+    value = json.dumps(
+        {"user_id": user, "ts": ts, **fields}, ensure_ascii=False
+    ).encode()
     return Record("user-attributes", 0, offset, user.encode(), value)
 
 
@@ -38,37 +54,165 @@ def test_a_user_id_that_is_personal_data_is_refused_without_a_key() -> None:
     assert not result.updates
     [dead] = result.dead_letters
     assert dead.reason == "personal data in user_id"
-    message = json.dumps(dead.message(0), ensure_ascii=False)
-    assert "zhang.san@example.com" not in message and dead.message(0)["value"] is None
+    message = dead.message(0)
+    assert "zhang.san" not in json.dumps(message, ensure_ascii=False)
+    assert (
+        message["key"] is None and "value" not in message
+    )  # neither the raw key nor the raw bytes
+
+
+def test_dead_letters_decode_escapes_mask_every_string_and_pseudonymise_the_key() -> (
+    None
+):
+    value = json.dumps(
+        {
+            "user_id": "u1",
+            "ts": "not a time",
+            "text": "电话１３８ 1234 5678",
+            PHONE: "vx: zhang_san88",
+        }
+    ).encode()
+    assert (
+        b"\\u" in value
+    )  # a producer with json.dumps defaults escapes every CJK character
+    [dead] = (
+        processor(b"k")
+        .process([Record("reviews", 0, 5, PHONE.encode(), value)])
+        .dead_letters
+    )
+    message = dead.message(0)
+    assert message["key"] == pseudonym(PHONE, b"k")
+    assert PHONE not in digits_of(json.dumps(message)) and "zhangsan88" not in alnum_of(
+        json.dumps(message)
+    )
+    assert set(message["pii_masked"]) == {"phone", "wechat"}
+    assert json.loads(message["value_text"])["text"] == "电话[PHONE]"
+
+
+def test_every_decoded_string_is_masked_before_anything_uses_it() -> None:
+    record = attrs(
+        0,
+        "u1",
+        region="浙江",
+        gender="f",
+        nickname="QQ 88776655",
+        extra={PHONE: ["邮箱 a (at) b (dot) com"]},
+    )
+    event = processor().intake.decode(record, now_ms=1_767_225_600_000 + 1000)
+    assert event.fields["nickname"] == "QQ [QQ]"
+    assert event.fields["extra"] == {"[PHONE]": ["邮箱 [EMAIL]"]}
+    assert event.fields["user_id"] == "u1" and event.fields["region"] == "浙江"
+
+
+def test_tokens_of_masked_text_hold_no_fragment_of_the_secret() -> None:
+    texts = [
+        "邮箱 zhangsan (at) qq (dot) com 东西不错",
+        "vx: lisi_1990 联系",
+        "sunqi at sina dot com 好评",
+        "wxid_k3j9x8m2p1 加我",
+    ]
+    for text in texts:
+        tokens = " ".join(clean(text).tokens)
+        assert not {
+            "zhangsan",
+            "lisi",
+            "1990",
+            "sunqi",
+            "sina",
+            "k3j9x8m2p1",
+            "wxid",
+        } & set(tokens.split()), tokens
+
+
+def sample(i: int, user: str, tokens: list[str], x: float) -> Sample:
+    return Sample(
+        "reviews/0", i, 0, np.array([x, 1.0 - x], dtype=np.float32), tokens, user=user
+    )
+
+
+def test_a_word_labels_a_cluster_only_when_three_distinct_users_wrote_it() -> None:
+    learner = Learner(OnlineClusterer(k=2, warmup=4, seed=0))
+    spam = [sample(i, "p_spammer", ["鲲鹏", "屏幕"], 0.0) for i in range(8)]
+    others = [sample(10 + i, f"p_user{i % 2}", ["屏幕"], 0.0) for i in range(4)] + [
+        sample(20, "p_x", ["酒店"], 1.0)
+    ]
+    learner.step([*spam, *others], force_fit=True)
+    words = {w for ws in learner.keywords(5).values() for w in ws}
+    assert "鲲鹏" not in words, "one user's word, however often, is no keyword"
+    assert "屏幕" in words, "three distinct users wrote it"
+    learner.forget({}, "p_user0")
+    assert "屏幕" not in {w for ws in learner.keywords(5).values() for w in ws}, (
+        "a forgotten writer no longer counts"
+    )
+    restored = ClusterTerms.from_dict(json.loads(json.dumps(learner.terms.to_dict())))
+    assert restored == learner.terms
 
 
 def test_free_form_attributes_with_personal_data_are_dropped() -> None:
-    [update] = processor().process([attrs(0, "u1", region="电话13812345678", occupation="教师")]).updates
+    [update] = (
+        processor()
+        .process([attrs(0, "u1", region="电话13812345678", occupation="教师")])
+        .updates
+    )
     assert update["data"] == {"occupation": "教师"}
 
 
 def test_event_id_with_personal_data_becomes_the_record_position() -> None:
-    [update] = processor().process([attrs(3, "u1", event_id="13812345678-1", gender="f")]).updates
+    [update] = (
+        processor()
+        .process([attrs(3, "u1", event_id="13812345678-1", gender="f")])
+        .updates
+    )
     assert update["event_id"] == "user-attributes/0/3"
 
 
 def test_watermark_waits_for_every_owned_partition_and_releases_idle_ones() -> None:
     p = processor()
-    day, t0 = 86_400_000, 1_767_225_600_000  # event times from 2026: older ones are refused
+    day, t0 = (
+        86_400_000,
+        1_767_225_600_000,
+    )  # event times from 2026: older ones are refused
     ends = {"user-attributes/0": 2, "user-attributes/1": 1}
     p.process([attrs(0, "u1", ts=t0 + 10 * day)], highwaters=ends, now=0.0)
     assert p.watermark == 0, "partition 1 has not spoken yet"
-    p.process([Record("user-attributes", 1, 0, b"u", json.dumps({"user_id": "u2", "ts": t0 + 4 * day}).encode())],
-              highwaters=ends, now=1.0)
+    p.process(
+        [
+            Record(
+                "user-attributes",
+                1,
+                0,
+                b"u",
+                json.dumps({"user_id": "u2", "ts": t0 + 4 * day}).encode(),
+            )
+        ],
+        highwaters=ends,
+        now=1.0,
+    )
     assert p.watermark == t0 + 4 * day - p.lateness_ms
-    p.process([attrs(1, "u1", ts=t0 + 20 * day)], highwaters={**ends, "user-attributes/1": 2}, now=100.0)
-    assert p.watermark == t0 + 4 * day, "partition 1 has an unread record: however long it waits, it is not idle"
-    p.process([attrs(2, "u1", ts=t0 + 21 * day)], highwaters={"user-attributes/0": 3, "user-attributes/1": 1}, now=200.0)
-    assert p.watermark == t0 + 21 * day, "partition 1, read to its end and silent past idle_after, no longer holds it back"
+    p.process(
+        [attrs(1, "u1", ts=t0 + 20 * day)],
+        highwaters={**ends, "user-attributes/1": 2},
+        now=100.0,
+    )
+    assert p.watermark == t0 + 4 * day, (
+        "partition 1 has an unread record: however long it waits, it is not idle"
+    )
+    p.process(
+        [attrs(2, "u1", ts=t0 + 21 * day)],
+        highwaters={"user-attributes/0": 3, "user-attributes/1": 1},
+        now=200.0,
+    )
+    assert p.watermark == t0 + 21 * day, (
+        "partition 1, read to its end and silent past idle_after, no longer holds it back"
+    )
 
 
-def test_settings_survive_the_trip_through_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    original = Settings(windows_days=(7, 30), partitions=6, api_token="t", batch_wait=0.5)
+def test_settings_survive_the_trip_through_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    original = Settings(
+        windows_days=(7, 30), partitions=6, api_token="t", batch_wait=0.5
+    )
     for name, value in original.to_env().items():
         monkeypatch.setenv(name, value)
     assert Settings() == original
