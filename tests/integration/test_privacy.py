@@ -39,8 +39,9 @@ def seeded_events() -> list[FeedEvent]:
     for i, text in enumerate(pii_reviews * 5):
         events.append(FeedEvent("review", {"event_id": f"pii-{i}", "user_id": f"u{1 + i % 20:04d}",
                                            "ts": "2026-01-01T12:00:00Z", "item_id": "sku-1", "text": text}, None))
-    for i in range(10):
-        events.append(FeedEvent("review", {"event_id": f"cat-{i}", "user_id": "u0002", "ts": "2026-01-01T13:00:00Z",
+    for i in range(16):  # three writers: a keyword; forgetting u0002 leaves two, and it must disappear
+        user = "u0002" if i < 10 else ("u0004", "u0005")[i % 2]
+        events.append(FeedEvent("review", {"event_id": f"cat-{i}", "user_id": user, "ts": "2026-01-01T13:00:00Z",
                                            "item_id": "sku-2", "text": f"{UNIQUE_WORD}{UNIQUE_WORD}{UNIQUE_WORD}"}, None))
     events.append(FeedEvent("user_attributes", {"user_id": "u0003", "ts": "2026-01-01T14:00:00Z",
                                                 "region": f"电话{PII[0]}", "occupation": PII[2]}, None))
@@ -111,6 +112,16 @@ def test_privacy_end_to_end(broker, settings_factory, tmp_path: Path) -> None:
         assert status == 404 and body == worker.http_get("/profiles/p_never_seen")[1], "forgotten must look unknown"
         tombstones = [v for k, v in read_topic(settings, settings.topic_profiles) if k == forgotten.encode()]
         assert tombstones[-1] is None, "no tombstone on the profiles topic"
+        # A review from before the request that arrives late stays forgotten; one after it starts a new profile.
+        late = {"user_id": "u0002", "item_id": "sku-2", "text": "迟到的评论"}
+        produce_feed(settings, [FeedEvent("review", {**late, "event_id": "late", "ts": "2026-05-31T00:00:00Z"}, None),
+                                FeedEvent("review", {**late, "event_id": "back", "ts": "2026-06-02T00:00:00Z"}, None)])
+        for _ in range(60):
+            status, body = worker.http_get(f"/profiles/{forgotten}")
+            if status == 200:
+                break
+            time.sleep(1)
+        assert status == 200 and body["behaviour"]["counts"]["review"] == 1, body
         status, clusters = worker.http_get("/clusters")
         assert not any(UNIQUE_WORD in c["keywords"] for c in clusters["clusters"]), clusters
 
@@ -126,6 +137,7 @@ def test_privacy_end_to_end(broker, settings_factory, tmp_path: Path) -> None:
             assert status == 200, (user, status, body)
             for section in ("behaviour", "consumption", "basic", "sentiment"):
                 assert body[section] == profile[section], (user, section)
-        assert worker.http_get(f"/profiles/{forgotten}")[0] == 404
+        status, body = worker.http_get(f"/profiles/{forgotten}")
+        assert status == 200 and body["behaviour"]["counts"]["review"] == 1, "history before the forget came back"
     finally:
         worker.stop()
