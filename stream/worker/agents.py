@@ -25,12 +25,16 @@ Stage 2 ``apply`` (``profile-updates``, keyed by user id, co-partitioned with th
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import faust
 
 from stream.config import Settings
+from stream.core.messages import Kind
 from stream.core.profile import Rules
 from stream.core.stage2 import Outputs, ProfileStage
+from stream.worker.dashboard import RecentAlerts, place
+from stream.worker.metrics import Metrics
 from stream.worker.pipeline import BatchProcessor
 from stream.worker.stage1 import EncodeStage
 from stream.worker.web import register_views
@@ -86,6 +90,8 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
         help="per forgotten user only the source offsets already applied, so redelivery cannot resurrect a profile",
         extra_topic_configs=changelog,
     )
+    metrics = Metrics()
+    recent_alerts = RecentAlerts()
     stage = EncodeStage(
         processor,
         settings.data_dir / "clustering" / f"{settings.app_id}.ckpt",
@@ -99,6 +105,7 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
         },
         warmup_max_wait=settings.warmup_max_wait,
         checkpoint_interval=settings.commit_interval,
+        metrics=metrics,
     )
     stage.restore()
     stage.recall_dead_letters(settings)
@@ -111,6 +118,13 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
             await alerts_out.send(key=user.encode(), value=alert, force=True)
         for user in out.tombstones:
             await tombstones.send(key=user.encode(), value=None, force=True)
+        metrics.record_published(settings.topic_profiles, len(out.profiles) + len(out.tombstones))
+        metrics.record_published(settings.topic_alerts, len(out.alerts))
+        for _, alert in out.alerts:
+            metrics.record_alert(alert["type"])
+            recent_alerts.add(alert)
+        for user in out.tombstones:
+            recent_alerts.forget(user)
         for user in out.tombstones:  # one per forget, with or without keyword counts
             await stage.forget_terms(out.forgotten_terms, user)
 
@@ -126,16 +140,29 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
     @app.agent(updates, name="apply")
     async def apply(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            await publish(profiles.handle(event.value, event.message.partition))
+            picked = time.time()
+            started = time.perf_counter()
+            out = profiles.handle(event.value, event.message.partition)
+            applied = time.perf_counter()
+            await publish(out)
+            if event.value.get("kind") != Kind.TICK:  # a tick is not an event: it re-assesses a whole partition
+                metrics.record_stage("stage2_pickup", picked - (event.message.timestamp or picked))
+                metrics.record_stage("table_write", applied - started)
+                metrics.record_stage("publish_profile", time.perf_counter() - applied)
 
     def ready() -> bool:
         return app.tables.recovery.completed.is_set() and not app.rebalancing
+
+    def clusters_on_map() -> dict[str, Any]:
+        clusterer = stage.processor.clusterer
+        return place(stage.clusters(), clusterer.centers if clusterer.fitted else None)
 
     register_views(
         app, table=table, profiles=profiles, api_token=settings.api_token,
         pseudonym_key=settings.pseudonym_key, raw_lookups_per_second=settings.raw_lookups_per_second,
         ready=ready, watermark=lambda: stage.processor.watermark,
-        clusters=stage.clusters,
+        clusters=clusters_on_map,
+        metrics=metrics, recent_alerts=recent_alerts, profile_count=lambda: len(table),
         health=lambda: {
             "model_version": stage.processor.model_version, "clusters_fitted": stage.processor.clusterer.fitted,
             "held_for_warmup": len(stage.held), "watermark": stage.processor.watermark,

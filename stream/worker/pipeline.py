@@ -39,6 +39,7 @@ class BatchResult:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     ticks: list[int] = field(default_factory=list)  # watermarks at which every user is re-assessed (churn)
     held: int = 0  # text records waiting for the clusterer's warm start; their offsets must not be acked yet
+    timings: dict[str, float] = field(default_factory=dict)  # seconds the batch spent in decode_clean, encode, cluster
 
 
 class BatchProcessor:
@@ -112,6 +113,7 @@ class BatchProcessor:
         wall_ms = time.time_ns() // 1_000_000 if wall_ms is None else wall_ms
         highwaters = dict(highwaters or {})
         result = BatchResult()
+        started = time.perf_counter()
         texts: list[tuple[Record, Event]] = []
         self.clock.owned(highwaters, now)
         for record in records:
@@ -125,21 +127,26 @@ class BatchProcessor:
                 result.updates.append(self._update(record, decoded, plain_data(decoded)))
             else:
                 texts.append((record, decoded))
-        fresh = self._encode(texts)
+        fresh = self._encode(texts, result.timings)
+        clustering = time.perf_counter()
         self.clock.advance(highwaters, now, held_from_ms=self.learner.oldest_held(fresh))
         step = self.learner.step(fresh, force_fit=force_fit)
         result.held = step.held
         result.updates.extend(self._text_updates(step.assigned, step.labels))
         if not result.held:
             result.ticks = self.clock.ticks()
+        result.timings["cluster"] = time.perf_counter() - clustering
+        result.timings["decode_clean"] = clustering - started - result.timings.get("encode", 0.0)
         return result
 
-    def _encode(self, texts: Sequence[tuple[Record, Event]]) -> list[Sample]:
+    def _encode(self, texts: Sequence[tuple[Record, Event]], timings: dict[str, float]) -> list[Sample]:
         if not texts:
             return []
         cleaned = clean_many([event.text or "" for _, event in texts])
         inputs = [self.prefixes.get(event.kind, "") + c.text for (_, event), c in zip(texts, cleaned)]
+        began = time.perf_counter()
         embeddings = self.encoder.encode(inputs)
+        timings["encode"] = time.perf_counter() - began
         return [
             Sample(r.source, r.offset, e.ts_ms, x, c.tokens, payload=(r, e, c), user=e.user_id)
             for (r, e), c, x in zip(texts, cleaned, embeddings)

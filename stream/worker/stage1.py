@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,6 +23,7 @@ from stream.core.clustering import OnlineClusterer, SnapshotMismatch
 from stream.core.messages import make_tick
 from stream.kafka.clients import committed_offsets, read_topic
 from stream.worker import checkpoint
+from stream.worker.metrics import Metrics
 from stream.worker.pipeline import (
     KEYWORDS_PER_CLUSTER,
     BatchProcessor,
@@ -50,8 +52,10 @@ class EncodeStage:
         highwaters: Callable[[], dict[str, int | None]],
         warmup_max_wait: float,
         checkpoint_interval: float,
+        metrics: Metrics,
     ) -> None:
         self.processor = processor
+        self.metrics = metrics
         self.checkpoint_path = checkpoint_path
         self.updates = updates
         self.dead_letters = dead_letters
@@ -92,6 +96,8 @@ class EncodeStage:
             Record(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
             for e in events
         ]
+        now = time.time()
+        self.metrics.record_stage("queue_wait", [now - (e.message.timestamp or now) for e in events])
         async with self.lock:
             self.held.extend((stream, e) for e in events)
             await self._run(records, force_fit=False, highwaters=self.highwaters())
@@ -107,9 +113,12 @@ class EncodeStage:
         self, records: list[Record], *, force_fit: bool, highwaters: dict[str, int | None] | None = None
     ) -> None:
         loop = asyncio.get_running_loop()
+        encoded = getattr(self.processor.encoder, "last_stats", None)
         result: BatchResult = await loop.run_in_executor(
             self.executor, lambda: self.processor.process(records, force_fit=force_fit, highwaters=highwaters)
         )
+        self._observe(records, result, highwaters or {}, encoded)
+        sending = time.perf_counter()
         self.dirty |= bool(records or result.updates or result.ticks)
         now_ms = _now_ms()
         dead = [d for d in result.dead_letters if d.key not in self.dead_sent]
@@ -123,6 +132,11 @@ class EncodeStage:
             for p in range(self.partitions)
         ]
         await asyncio.gather(*pending)
+        self.metrics.record_stage("publish_updates", time.perf_counter() - sending, events=len(result.updates))
+        self.metrics.record_published(self.updates.get_topic_name(), len(result.updates) + len(result.ticks) * self.partitions)
+        self.metrics.record_published(self.dead_letters.get_topic_name(), len(dead))
+        for d in dead:
+            self.metrics.record_dead_letter(str(d.reason))
         self.dead_sent.update(d.key for d in dead)
         if result.held:
             self.held_since = self.held_since or time.monotonic()
@@ -131,6 +145,31 @@ class EncodeStage:
             self.held.clear()
             self.held_since = None
         await self._checkpoint_then_ack()
+
+    def _observe(
+        self, records: list[Record], result: BatchResult, highwaters: Mapping[str, int | None], encoded: object
+    ) -> None:
+        """Metrics of one run: input records by outcome, time per stage, encoder load, lag, watermark, model.
+
+        Every record of a micro-batch waits for the whole batch, so each stage's batch time counts
+        once per record. ``encoded`` is the encoder's stats object before the run: a new one means
+        the run called the encoder.
+        """
+        m, processor = self.metrics, self.processor
+        if records:
+            m.record_batch(len(records))
+            rejected = Counter(d.record.topic for d in result.dead_letters)
+            for topic, n in Counter(r.topic for r in records).items():
+                m.record_input(topic, accepted=n - rejected[topic], dead_lettered=rejected[topic])
+            for stage, seconds in result.timings.items():
+                m.record_stage(stage, seconds, events=len(records))
+        stats = getattr(processor.encoder, "last_stats", None)
+        if stats is not None and stats is not encoded:
+            m.record_encode(stats.texts, stats.tokens, stats.padded_tokens)
+        read = processor.clock.partition_next
+        m.set_consumer_lag({s: end - read[s] for s, end in highwaters.items() if end is not None and s in read})
+        m.set_watermark(processor.watermark)
+        m.set_model(processor.encoder.version, processor.clusterer.version, processor.clusterer.updates)
 
     async def _checkpoint_then_ack(self) -> None:
         """At most once per ``checkpoint_interval``: persist the model, then ack what it has learned from.

@@ -1,10 +1,12 @@
-"""The worker's HTTP API: profile lookups, cluster summary, health; bearer-token auth.
+"""The worker's HTTP API: profile lookups, cluster summary, health, metrics, the dashboard; bearer-token auth.
 
 Every view needs ``Authorization: Bearer <STREAM_API_TOKEN>`` when a token is set, except
 ``/health``, which without it says only whether the worker is ready. Profile lookups are
 routed by Faust to the worker that owns the user's table partition and answer 503 while
 tables are being recovered. Unknown and forgotten users get the same 404, so the API does
 not reveal who asked to be forgotten; raw-id lookups (which hash any guess) are rate-limited.
+The dashboard's page and scripts hold no data and load without a token; the JSON it polls
+(``/dashboard/data``, ``/clusters``, ``/alerts/recent``, ``/profiles/...``) and ``/metrics`` need it.
 """
 
 from __future__ import annotations
@@ -18,9 +20,14 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
+from stream.core.events import format_ts
 from stream.core.privacy import pseudonym
 from stream.core.ratelimit import RateLimiter
 from stream.core.stage2 import ProfileStage
+from stream.worker.dashboard import RecentAlerts, asset
+from stream.worker.metrics import Metrics
+
+PROFILE_COUNT_SECONDS = 10.0  # counting the table walks its keys: at most this often
 
 
 def authorized(header: str | None, token: str) -> bool:
@@ -53,9 +60,19 @@ def register_views(
     watermark: Callable[[], int],
     clusters: Callable[[], dict[str, Any]],
     health: Callable[[], dict[str, Any]],
+    metrics: Metrics,
+    recent_alerts: RecentAlerts,
+    profile_count: Callable[[], int],
 ) -> None:
     """Declare the views on ``app``; the callables read the stages' current state."""
     raw_lookups = RateLimiter(raw_lookups_per_second, burst=10.0, clock=time.monotonic)
+    counted_at = -PROFILE_COUNT_SECONDS
+
+    def count_profiles() -> None:
+        nonlocal counted_at
+        if time.monotonic() - counted_at >= PROFILE_COUNT_SECONDS:
+            metrics.set_profiles(profile_count())
+            counted_at = time.monotonic()
 
     def allowed(request: Request) -> bool:
         try:
@@ -100,3 +117,41 @@ def register_views(
         if not allowed(request):
             return web.json({"status": "ok", "ready": ready()})
         return web.json({"status": "ok", "ready": ready(), **health()})
+
+    @app.page("/metrics")
+    async def metrics_view(web: View, request: Request) -> Response:
+        if not allowed(request):
+            return _unauthorized(web)
+        count_profiles()
+        body, content_type = metrics.render()
+        return web.bytes(body, headers={"Content-Type": content_type})
+
+    @app.page("/alerts/recent")
+    async def recent_alerts_view(web: View, request: Request) -> Response:
+        if not allowed(request):
+            return _unauthorized(web)
+        return web.json({"alerts": recent_alerts.newest()})
+
+    @app.page("/dashboard/data")
+    async def dashboard_data_view(web: View, request: Request) -> Response:
+        if not allowed(request):
+            return _unauthorized(web)
+        count_profiles()
+        mark = watermark()
+        return web.json({**metrics.summary(), "ready": ready(), "watermark": format_ts(mark) if mark else None})
+
+    @app.page("/dashboard")
+    async def dashboard_redirect_view(web: View, request: Request) -> Response:
+        return web.bytes(b"", status=308, headers={"Location": "/dashboard/"})
+
+    @app.page("/dashboard/")
+    async def dashboard_view(web: View, request: Request) -> Response:
+        page, content_type = asset("index.html")
+        return web.bytes(page, headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
+
+    @app.page("/dashboard/assets/{name}")
+    async def dashboard_asset_view(web: View, request: Request, name: str) -> Response:
+        found = asset(name)
+        if found is None:
+            return web.json({"error": "not_found"}, status=404)
+        return web.bytes(found[0], headers={"Content-Type": found[1]})

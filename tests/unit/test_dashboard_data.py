@@ -5,17 +5,18 @@ from __future__ import annotations
 from importlib import resources
 
 import numpy as np
+import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from stream.worker.dashboard import ASSETS, RecentAlerts, Snippets, asset, interest_map, project_2d
+from stream.worker.dashboard import ASSETS, RecentAlerts, asset, place, project_2d
 
 
 def test_serves_the_page_its_script_and_echarts_and_nothing_else() -> None:
     page, content_type = asset("index.html")
     assert content_type.startswith("text/html")
-    assert b'src="/dashboard/echarts.min.js"' in page and b'src="/dashboard/app.js"' in page
+    assert b'src="/dashboard/assets/echarts.min.js"' in page and b'src="/dashboard/assets/app.js"' in page
     assert asset("echarts.min.js")[0].startswith(b"\n/*\n* Licensed to the Apache Software Foundation")
     for name in ("../metrics.py", "__init__.py", "echarts-LICENSE.txt", "/etc/passwd", ""):
         assert asset(name) is None
@@ -61,26 +62,7 @@ def test_degenerate_models_give_the_origin_not_nan() -> None:
     assert np.allclose(np.abs(two[:, 0]), 1) and np.allclose(two[:, 1], 0)
 
 
-def test_snippets_are_the_nearest_distinct_recent_texts_clipped() -> None:
-    s = Snippets(per_cluster=2, window=4, max_chars=10)
-    s.offer(0, "u1", "远的评论", 0.9)
-    s.offer(0, "u2", "近的评论", 0.1)
-    s.offer(0, "u3", "近的评论", 0.2)  # the same text twice shows once
-    s.offer(0, "u4", "一条非常非常非常长的评论内容", 0.3)
-    s.offer(1, "u1", "   ", 0.0)  # nothing to show
-    assert s.top(0) == ["近的评论", "一条非常非常非常长…"]
-    assert s.top(1) == [] and s.top(7) == []
-    for i in range(4):
-        s.offer(0, "u5", f"新{i}", 0.5)  # the window keeps the most recent texts only
-    assert s.top(0) == ["新0", "新1"]
-
-
-def test_a_forgotten_user_leaves_no_snippet_and_no_alert() -> None:
-    s = Snippets()
-    s.offer(0, "gone", "我的评论 <PHONE>", 0.1)
-    s.offer(0, "stays", "别人的评论", 0.5)
-    s.forget("gone")
-    assert s.top(0) == ["别人的评论"]
+def test_a_forgotten_user_leaves_no_recent_alert() -> None:
     alerts = RecentAlerts()
     alerts.add({"user_id": "gone", "type": "churn_risk"})
     alerts.add({"user_id": "stays", "type": "churn_risk"})
@@ -96,11 +78,27 @@ def test_recent_alerts_newest_first_and_bounded() -> None:
     assert [a["user_id"] for a in alerts.newest(1)] == ["u4"]
 
 
-def test_interest_map_entries() -> None:
-    snippets = Snippets()
-    snippets.offer(1, "u1", "屏幕很好", 0.1)
-    points = interest_map(np.eye(3), [5.0, 2.5, 0.0], {1: ["屏幕", "电池"]}, snippets)
-    assert [p["cluster"] for p in points] == [0, 1, 2]
-    assert points[1]["keywords"] == ["屏幕", "电池"] and points[1]["snippets"] == ["屏幕很好"]
-    assert points[0]["keywords"] == [] and points[2]["size"] == 0.0
-    assert all(-1 <= p["x"] <= 1 and -1 <= p["y"] <= 1 for p in points)
+def test_clusters_and_topics_get_map_positions() -> None:
+    body = {
+        "fitted": True,
+        "clusters": [
+            {"cluster": 0, "topic": 0, "size": 3.0, "keywords": ["屏幕"], "examples": ["屏幕很好"]},
+            {"cluster": 1, "topic": 0, "size": 1.0, "keywords": [], "examples": []},
+            {"cluster": 2, "topic": 2, "size": 0.0, "keywords": [], "examples": []},
+        ],
+        "topics": [{"topic": 0, "clusters": [0, 1], "size": 4.0, "keywords": ["屏幕"]},
+                   {"topic": 2, "clusters": [2], "size": 0.0, "keywords": []}],
+    }
+    placed = place(body, np.eye(3))
+    xy = project_2d(np.eye(3))
+    assert [(c["x"], c["y"]) for c in placed["clusters"]] == [tuple(round(float(v), 4) for v in p) for p in xy]
+    assert placed["clusters"][0]["examples"] == ["屏幕很好"] and body["clusters"][0].keys() == {
+        "cluster", "topic", "size", "keywords", "examples"}  # the input is left alone
+    t0 = placed["topics"][0]
+    assert (t0["x"], t0["y"]) == pytest.approx(tuple(0.75 * xy[0] + 0.25 * xy[1]), abs=1e-4)  # weighted by size
+    assert (placed["topics"][1]["x"], placed["topics"][1]["y"]) == pytest.approx(tuple(xy[2]), abs=1e-4)
+
+
+def test_an_unfitted_model_has_no_positions() -> None:
+    body = {"fitted": False, "clusters": [], "topics": []}
+    assert place(body, None) is body and place(body, np.eye(3)) == body

@@ -5,19 +5,19 @@ which require the API token like every other view:
 
 - ``GET /dashboard/data``: :meth:`stream.worker.metrics.Metrics.summary` plus the watermark;
   the page turns successive readings into throughput.
-- ``GET /clusters``: the interest map, one entry per cluster with ``x``/``y`` (its centre
-  projected to 2-D), ``size``, ``keywords`` and ``snippets`` (masked texts near the centre).
+- ``GET /clusters``: the interest map: per cluster ``x``/``y`` (its centre projected to 2-D,
+  see :func:`place`), ``size``, ``keywords``, ``examples`` (masked snippets) and its ``topic``;
+  per coarse topic its clusters, size, keywords and position.
 - ``GET /alerts/recent``: ``{"alerts": [...]}``, the newest churn alerts first.
 - ``GET /profiles/{user_id}``: the public profile (RFM, interests, churn and its reasons).
 
-Snippets and recent alerts live only in memory and drop a user's entries when the user
-is forgotten; the snippets are the cleaned text the encoder saw, with personal data masked.
+Recent alerts live only in memory and drop a user's alerts when the user is forgotten.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
@@ -64,52 +64,24 @@ def project_2d(centres: np.ndarray) -> np.ndarray:
     return xy / scale if scale > 0 else xy
 
 
-def interest_map(
-    centres: np.ndarray, sizes: Sequence[float], keywords: Mapping[int, Sequence[str]], snippets: Snippets
-) -> list[dict[str, Any]]:
-    """One point per cluster for the dashboard's scatter plot (the ``clusters`` of ``GET /clusters``)."""
+def place(clusters: dict[str, Any], centres: np.ndarray | None) -> dict[str, Any]:
+    """The ``GET /clusters`` body with map positions: ``x``/``y`` per cluster (its centre in 2-D)
+    and per topic (the size-weighted mean of its clusters' positions)."""
+    if centres is None or not clusters.get("clusters"):
+        return clusters
     xy = project_2d(centres)
-    return [
-        {
-            "cluster": c,
-            "size": round(float(sizes[c]), 2),
-            "x": round(float(xy[c, 0]), 4),
-            "y": round(float(xy[c, 1]), 4),
-            "keywords": list(keywords.get(c, [])),
-            "snippets": snippets.top(c),
-        }
-        for c in range(len(xy))
-    ]
-
-
-class Snippets:
-    """Per cluster, the masked texts nearest its centre among the most recent ``window`` assigned to it."""
-
-    def __init__(self, per_cluster: int = 3, window: int = 50, max_chars: int = 80) -> None:
-        self.per_cluster = per_cluster
-        self.max_chars = max_chars
-        self.window = window
-        self.recent: dict[int, deque[tuple[float, str, str]]] = {}
-
-    def offer(self, cluster: int, user_id: str, text: str, distance: float) -> None:
-        text = text.strip()
-        if not text:
-            return
-        clipped = text if len(text) <= self.max_chars else text[: self.max_chars - 1] + "…"
-        self.recent.setdefault(cluster, deque(maxlen=self.window)).append((float(distance), user_id, clipped))
-
-    def top(self, cluster: int) -> list[str]:
-        out: list[str] = []
-        for _, _, text in sorted(self.recent.get(cluster, ()), key=lambda item: item[0]):
-            if text not in out:
-                out.append(text)
-            if len(out) == self.per_cluster:
-                break
-        return out
-
-    def forget(self, user_id: str) -> None:
-        for cluster, items in self.recent.items():
-            self.recent[cluster] = deque((i for i in items if i[1] != user_id), maxlen=self.window)
+    out = dict(clusters)
+    out["clusters"] = [{**c, "x": round(float(xy[c["cluster"], 0]), 4), "y": round(float(xy[c["cluster"], 1]), 4)}
+                       for c in clusters["clusters"]]
+    sizes = {c["cluster"]: float(c["size"]) for c in clusters["clusters"]}
+    topics = []
+    for t in clusters.get("topics", []):
+        members = t["clusters"]
+        weights = np.array([sizes.get(c, 0.0) for c in members]) + 1e-9
+        x, y = (weights[:, None] * xy[members]).sum(axis=0) / weights.sum()
+        topics.append({**t, "x": round(float(x), 4), "y": round(float(y), 4)})
+    out["topics"] = topics
+    return out
 
 
 class RecentAlerts:

@@ -125,33 +125,58 @@ async function refreshData() {
 
 async function refreshClusters() {
   const { body } = await getJSON("/clusters");
-  const clusters = (body.clusters || []).filter((c) => c.size > 0);
+  const clusters = (body.clusters || []).filter((c) => c.size > 0 && c.x != null);
+  const topics = (body.topics || []).filter((t) => t.size > 0 && t.x != null);
+  const grouped = topics.length > 0 && topics.length < clusters.length; // topics worth drawing apart from clusters
+  const palette = ["#5470c6", "#91cc75", "#fac858", "#ee6666", "#73c0de", "#3ba272", "#fc8452", "#9a60b4", "#ea7ccc"];
+  const topicIndex = new Map(topics.map((t, i) => [t.topic, i]));
+  const colour = (c) => palette[(grouped ? topicIndex.get(c.topic) ?? c.cluster : c.cluster) % palette.length];
   const biggest = Math.max(1, ...clusters.map((c) => c.size));
+  const biggestTopic = Math.max(1, ...topics.map((t) => t.size));
   $("map").dataset.points = String(clusters.length);
+  $("map").dataset.topics = String(grouped ? topics.length : 0);
+  const series = [{
+    name: "clusters",
+    type: "scatter",
+    z: 3,
+    data: clusters.map((c) => ({ value: [c.x, c.y], cluster: c, symbolSize: 16 + 54 * Math.sqrt(c.size / biggest), itemStyle: { color: colour(c) } })),
+    itemStyle: { opacity: 0.85 },
+    label: { show: true, position: "top", fontSize: 13, color: "#1d2330", formatter: (p) => `#${p.data.cluster.cluster} ${p.data.cluster.keywords.slice(0, 3).join(" ")}` },
+  }];
+  if (grouped) {
+    series.unshift({
+      name: "topics",
+      type: "scatter",
+      z: 1,
+      silent: false,
+      data: topics.map((t, i) => ({ value: [t.x, t.y], topic: t, symbolSize: 60 + 120 * Math.sqrt(t.size / biggestTopic), itemStyle: { color: palette[i % palette.length] } })),
+      itemStyle: { opacity: 0.15 },
+      label: { show: true, position: "bottom", fontSize: 12, fontWeight: "bold", color: "#6b7385", formatter: (p) => `topic ${p.data.topic.topic}: ${p.data.topic.keywords.slice(0, 3).join(" ")}` },
+    });
+  }
   charts.map.setOption({
     animation: false,
     grid: { left: 30, right: 30, top: 30, bottom: 30 },
-    xAxis: { min: -1.3, max: 1.3, show: false },
-    yAxis: { min: -1.3, max: 1.3, show: false },
+    xAxis: { min: -1.4, max: 1.4, show: false },
+    yAxis: { min: -1.4, max: 1.4, show: false },
     tooltip: {
       confine: true,
       formatter: (p) => {
+        if (p.data.topic) {
+          const t = p.data.topic;
+          return `<b>topic ${t.topic}</b> · ${num(t.size)} members · clusters ${t.clusters.join(", ")}<br>${esc(t.keywords.join(" "))}`;
+        }
         const c = p.data.cluster;
-        const snippets = c.snippets.map((s) => `<li>${esc(s)}</li>`).join("") || "<li>–</li>";
-        return `<b>cluster ${c.cluster}</b> · ${num(c.size, 0)} members<br>${esc(c.keywords.join(" "))}<ul style="margin:4px 0;padding-left:16px;max-width:360px;white-space:normal">${snippets}</ul>`;
+        const examples = (c.examples || []).map((s) => `<li>${esc(s)}</li>`).join("") || "<li>–</li>";
+        return `<b>cluster ${c.cluster}</b>${grouped ? ` (topic ${c.topic})` : ""} · ${num(c.size)} members<br>${esc(c.keywords.join(" "))}<ul style="margin:4px 0;padding-left:16px;max-width:360px;white-space:normal">${examples}</ul>`;
       },
     },
-    series: [{
-      type: "scatter",
-      data: clusters.map((c) => ({ value: [c.x, c.y], cluster: c, symbolSize: 16 + 54 * Math.sqrt(c.size / biggest) })),
-      colorBy: "data",
-      itemStyle: { opacity: 0.8 },
-      label: { show: true, position: "top", fontSize: 13, color: "#1d2330", formatter: (p) => `#${p.data.cluster.cluster} ${p.data.cluster.keywords.slice(0, 3).join(" ")}` },
-    }],
+    series,
   }, true);
   const list = $("cluster-list");
   list.replaceChildren(...clusters.map((c) => el("li", { class: "cluster" },
-    el("b", {}, `#${c.cluster}`), ` ${num(c.size)} · ${c.keywords.join(" ") || "(no keywords yet)"}`)));
+    el("span", { class: "dot", style: `background:${colour(c)}` }), el("b", {}, `#${c.cluster}`),
+    `${grouped ? ` topic ${c.topic}` : ""} · ${num(c.size)} · ${c.keywords.join(" ") || "(no keywords yet)"}`)));
   if (!body.fitted) list.replaceChildren(el("li", { class: "muted" }, `warming up: ${num(body.texts_learned)} texts learned`));
 }
 
