@@ -228,6 +228,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     worker = WorkerProcess(settings, settings.data_dir, name="demo-worker")
     worker.start()
     print(f"worker started (pid {worker.pid}, log {worker.log_path}); producing {args.events} demo events...", flush=True)
+    print(f"dashboard: http://{settings.web_host}:{settings.web_port}/dashboard/ (Prometheus metrics: /metrics)", flush=True)
     try:
         counts = produce_feed(settings, _feed(settings, args), rate=args.rate, total=args.events, show_progress=True)
         produced = sum(counts.values())
