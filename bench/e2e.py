@@ -90,7 +90,7 @@ def worker_settings(pipeline: Settings, broker: str, data_dir: Path) -> Settings
 def prewarm(cfg: E2EConfig, settings: Settings, watcher: ProfileWatcher, worker: WorkerProcess) -> None:
     """Pay model load, consumer-group join and the clustering warm start before any clock runs."""
     events = review_events(cfg, "warm", PREWARM_EVENTS, users=64, seed=cfg.seed + 2)
-    produce_feed(settings, events)
+    produce_feed(settings, events, total=len(events), show_progress=True)
     watcher.wait_for(per_user(events), worker.check_alive)
 
 
@@ -108,7 +108,7 @@ def saturate(settings: Settings, watcher: ProfileWatcher, worker: WorkerProcess,
     expected = per_user(events)
     worker_cpu, broker_cpu = cpu_seconds(worker.pid), cpu_seconds(broker_pid)
     start = time.monotonic()
-    produce_feed(settings, events)
+    produce_feed(settings, events, total=len(events), show_progress=True)
     watcher.wait_for(expected, worker.check_alive)
     end = max(watcher.appeared(u, n) for u, n in expected.items())
     return Saturation(len(events), end - start, cpu_seconds(worker.pid) - worker_cpu,
@@ -126,7 +126,7 @@ def latencies_ms(settings: Settings, watcher: ProfileWatcher, worker: WorkerProc
         counts[user] += 1
         sent[(user, counts[user])] = time.monotonic()
 
-    produce_feed(settings, events, rate=rate, on_sent=on_sent)
+    produce_feed(settings, events, rate=rate, on_sent=on_sent, total=len(events), show_progress=True)
     watcher.wait_for(counts, worker.check_alive)
     return np.array([1000 * (watcher.appeared(u, c) - t) for (u, c), t in sent.items()])
 

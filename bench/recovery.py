@@ -40,6 +40,7 @@ from bench.watcher import ProfileWatcher
 from stream.client import http_get
 from stream.config import Settings
 from stream.devtools.broker import LocalBroker, free_port
+from stream.devtools.progress import track
 from stream.devtools.tinymodel import build_tiny_bert
 from stream.devtools.worker_process import WorkerProcess
 from stream.kafka.clients import make_producer, read_topic, topic_offsets
@@ -140,7 +141,7 @@ def produce(settings: Settings, n: int) -> tuple[int, float]:
                 producer.poll(0.05)
 
     start = time.monotonic()
-    for i in range(n):
+    for i in track(range(n), n, "produce", unit="user"):
         user = user_id(i)
         key = user.encode()
         send(settings.topic_attributes, key, orjson.dumps(

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from stream.config import Settings
+from stream.devtools.progress import progress as bar
 from stream.kafka.clients import topic_batches
 
 
@@ -101,31 +102,34 @@ class ProfileWatcher:
         """Block until every user's total reaches ``expected``; fail when nothing moves for ``stall_timeout``.
 
         Progress is counted incrementally (only users with new profiles are looked at), so waiting
-        for 100k users costs no more than following them. ``report(done, goal)`` is called every 15 s.
+        for 100k users costs no more than following them. On a terminal a bar shows events in profiles,
+        their rate and the ETA; ``report(done, goal)`` is called every 15 s (for logs).
         """
         goal = sum(expected.values())
         reached: dict[str, int] = {}
         progress, cursor = 0, 0
         last_change = last_report = time.monotonic()
-        while True:
-            with self._cond:
-                if self._error is not None:
-                    raise RuntimeError(f"profiles consumer failed: {self._error}") from self._error
-                new, cursor = self._order[cursor:], len(self._order)
-                for user in new:
-                    if user in expected:
-                        best = min(self._arrivals[user][-1][0], expected[user])
-                        if best > reached.get(user, 0):
-                            progress += best - reached.get(user, 0)
-                            reached[user] = best
-                if progress >= goal:
-                    return
-                if new:
-                    last_change = time.monotonic()
-                elif time.monotonic() - last_change > stall_timeout:
-                    raise TimeoutError(f"only {progress}/{goal} events reached profiles; none for {stall_timeout:.0f}s")
-                self._cond.wait(1.0)
-            check()
-            if report is not None and time.monotonic() - last_report > 15:
-                report(progress, goal)
-                last_report = time.monotonic()
+        with bar(goal, "in profiles", unit="ev") as shown:
+            while True:
+                with self._cond:
+                    if self._error is not None:
+                        raise RuntimeError(f"profiles consumer failed: {self._error}") from self._error
+                    new, cursor = self._order[cursor:], len(self._order)
+                    for user in new:
+                        if user in expected:
+                            best = min(self._arrivals[user][-1][0], expected[user])
+                            if best > reached.get(user, 0):
+                                progress += best - reached.get(user, 0)
+                                reached[user] = best
+                    shown.update(progress - shown.n)
+                    if progress >= goal:
+                        return
+                    if new:
+                        last_change = time.monotonic()
+                    elif time.monotonic() - last_change > stall_timeout:
+                        raise TimeoutError(f"only {progress}/{goal} events reached profiles; none for {stall_timeout:.0f}s")
+                    self._cond.wait(1.0)
+                check()
+                if report is not None and time.monotonic() - last_report > 15:
+                    report(progress, goal)
+                    last_report = time.monotonic()
