@@ -46,6 +46,7 @@ from stream.core.keywords import ClusterTerms
 from stream.core.text import clean_many
 from stream.devtools.drift import DEFAULT_DRIFT_HALF_LIFE, DriftResult, drift_replay
 from stream.devtools.feed import load_labelled_reviews
+from stream.devtools.progress import encode_in_chunks
 from stream.devtools.replay import sample_rows, stream_assignments
 from stream.model_meta import model_prefixes
 from stream.worker.encoder import (
@@ -177,7 +178,7 @@ def embed(
     if encoder is None:
         assert settings is not None
         encoder = load_encoder(settings)
-    x = np.ascontiguousarray(encoder.encode(list(encoder_inputs)), dtype=np.float32)
+    x = np.ascontiguousarray(encode_in_chunks(encoder, list(encoder_inputs)), dtype=np.float32)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(".tmp.npy")

@@ -7,10 +7,13 @@ free of carriage-return noise while whatever the command prints on stdout stays 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TypeVar
 
+import numpy as np
 from tqdm import tqdm
+
+from stream.worker.encoder import Encoder
 
 T = TypeVar("T")
 
@@ -29,3 +32,14 @@ def track(items: Iterable[T], total: float | None, desc: str, unit: str = "it") 
         for item in items:
             yield item
             bar.update(1)
+
+
+def encode_in_chunks(encoder: Encoder, texts: Sequence[str], desc: str = "encode", chunk: int = 512) -> np.ndarray:
+    """``encoder.encode(texts)`` a chunk at a time, so a bar can advance (per chunk, the encoder still
+    sorts texts by length into token-budget batches; embeddings do not depend on the batching)."""
+    parts = []
+    with progress(len(texts), desc, unit="text") as bar:
+        for start in range(0, len(texts), chunk):
+            parts.append(encoder.encode(texts[start:start + chunk]))
+            bar.update(len(parts[-1]))
+    return np.concatenate(parts) if parts else encoder.encode([])
