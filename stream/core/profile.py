@@ -66,6 +66,7 @@ def new_profile(user_id: str) -> Profile:
         "last_event_ts": None,
         "as_of": None,
         "days": {},
+        "active_days": [],  # newest distinct active days, for the user's churn rhythm (bounded)
         "attributes": {},
         "orders": {"total": 0, "cents": 0, "last_ts": None, "recent": []},
         "decayed": {"ref_ts": None, "interest": None, "clusters": {}, "categories": {}, "sentiment": [0.0, 0.0]},
@@ -94,6 +95,7 @@ def apply_update(profile: Profile, update: Update, rules: Rules) -> Profile:
     p["last_event_ts"] = ts if p["last_event_ts"] is None else max(p["last_event_ts"], ts)
     p["as_of"] = max(p["as_of"] or 0, int(update["watermark"]), p["last_event_ts"])
     _count_day(p, ts, kind, rules)
+    p["active_days"] = churn.add_active_day(_active_days(p), ts // DAY_MS)
     weight = _advance(p["decayed"], ts, rules.half_life_ms)
     if kind == "user_attributes":
         for name, value in data.items():
@@ -144,6 +146,8 @@ def assess_churn(profile: Profile, as_of: int, rules: Rules) -> churn.ChurnRisk:
             events_prior_60d=prior,
             sentiment=_sentiment_average(profile),
             days_since_order=None if last_order is None else max(0.0, (as_of - last_order) / DAY_MS),
+            rhythm=churn.Rhythm.from_days(_active_days(profile)),
+            days_per_order=(as_of - profile["first_event_ts"]) / DAY_MS / orders if (orders := profile["orders"]["total"]) else None,
         ),
         rules.inactivity_days,
     )
@@ -184,6 +188,7 @@ def public_view(profile: Profile, *, as_of: int | None, updated_at_ms: int, rule
             "level": None if risk is None else risk.level,
             "reasons": [] if risk is None else list(risk.reasons),
             "alerted": profile["churn"]["alerted"],
+            "rhythm": churn.rhythm_view(churn.Rhythm.from_days(_active_days(profile)), rules.inactivity_days),
         },
     }
     return profile_view(
@@ -211,6 +216,11 @@ def _advance(decayed: dict[str, Any], ts: int, half_life_ms: float) -> float:
         decayed["sentiment"] = [decayed["sentiment"][0] * scale, decayed["sentiment"][1] * scale]
     decayed["ref_ts"] = ts
     return 1.0
+
+
+def _active_days(p: Profile) -> list[int]:
+    """Active day numbers known; a profile stored before ``active_days`` existed starts from its per-day counts."""
+    return [*p.get("active_days", ()), *map(int, p["days"])]
 
 
 def _count_day(p: Profile, ts: int, kind: str, rules: Rules) -> None:

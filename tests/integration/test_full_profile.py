@@ -40,8 +40,9 @@ def last_event(events: list[FeedEvent]) -> dict[str, int]:
 
 
 def silent_users(events: list[FeedEvent]) -> set[str]:
+    """The feed's silent users stop in its first 40% (72 of 120 days); a light user's natural gap can pass 30 days."""
     end = max(parse_ts(fe.event["ts"]) for fe in events)
-    return {u for u, ts in last_event(events).items() if end - ts > 30 * DAY_MS}
+    return {u for u, ts in last_event(events).items() if end - ts > 60 * DAY_MS}
 
 
 def alerts_after(history: list[dict], ts: int) -> list[str]:
@@ -119,8 +120,9 @@ def test_full_profile_alerts_and_replay(broker, settings_factory, tmp_path: Path
 
         last = last_event(events)
         by_user = alerts_by_user(settings, silent, last)
-        for user in silent:  # exactly one alert once they went silent (earlier gaps may have alerted and recovered)
-            assert alerts_after(by_user.get(user, []), last[user]) == ["churn_risk"], (user, by_user.get(user))
+        for user in silent:  # one alert once they went silent, the last; an earlier gap's alert recovers at the
+            after = alerts_after(by_user.get(user, []), last[user])  # first check after their last event
+            assert after[-1:] == ["churn_risk"] and after.count("churn_risk") == 1, (user, by_user.get(user))
         for user, history in by_user.items():  # edges alternate: never two alerts or two recoveries in a row
             kinds = [a["type"] for a in history]
             assert all(x != y for x, y in zip(kinds, kinds[1:])), (user, kinds)
@@ -139,7 +141,8 @@ def test_full_profile_alerts_and_replay(broker, settings_factory, tmp_path: Path
         returned = {u: end + DAY_MS for u in silent}
         by_user = alerts_by_user(settings, silent, returned)
         for user in silent:
-            assert alerts_after(by_user[user], last[user]) == ["churn_risk", "recovered"], (user, by_user[user])
+            after = alerts_after(by_user[user], last[user])
+            assert after[-2:] == ["churn_risk", "recovered"] and after.count("churn_risk") == 1, (user, by_user[user])
         status, clusters = worker.http_get("/clusters")
         assert status == 200 and clusters["fitted"] and len(clusters["clusters"]) == settings.clusters
         assert any(c["keywords"] for c in clusters["clusters"])

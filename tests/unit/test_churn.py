@@ -15,7 +15,9 @@ from stream.core.churn import (
     MIN_SHARE,
     ChurnSignals,
     Rhythm,
+    add_active_day,
     assess,
+    order_patience,
     silence_threshold,
 )
 
@@ -45,13 +47,29 @@ def test_rhythm_depends_on_the_set_of_days_only(days: list[int], rnd: random.Ran
 
 
 @given(day_sets)
-def test_rhythm_is_the_log_gap_statistics(days: list[int]) -> None:
+def test_rhythm_is_the_count_and_total_of_gaps_between_distinct_days(days: list[int]) -> None:
     gaps = np.diff(sorted(set(days)))
     r = Rhythm.from_days(days)
-    assert r.gaps == len(gaps)
-    if len(gaps):
-        assert math.isclose(r.mean_log, float(np.log(gaps).mean()), abs_tol=1e-9)
-        assert math.isclose(r.var_log, float(np.log(gaps).var()), abs_tol=1e-9)
+    assert (r.gaps, r.total_days) == (len(gaps), int(gaps.sum()))
+    assert math.isclose(r.usual_gap, float(gaps.mean()) if len(gaps) else 0.0)
+
+
+@given(day_sets, st.integers(0, 2000))
+def test_active_days_keep_the_newest_distinct_days_whatever_the_arrival_order(days: list[int], extra: int) -> None:
+    forward, backward = [], []
+    for d in [*days, extra]:
+        forward = add_active_day(forward, d, keep=10)
+    for d in reversed([*days, extra, *days]):
+        backward = add_active_day(backward, d, keep=10)
+    assert forward == backward == sorted({*days, extra})[-10:]
+
+
+@given(st.floats(0.1, 100.0), st.floats(1.0, 60.0))
+def test_rare_buyers_get_more_patience_before_an_order_lapse(days_per_order: float, inactivity: float) -> None:
+    patience = order_patience(days_per_order, inactivity)
+    assert patience >= inactivity and patience >= order_patience(days_per_order / 2, inactivity)
+    lapsed = ChurnSignals(0, 0, 0, None, patience * 0.99, None, days_per_order)
+    assert not assess(lapsed, inactivity).reasons
 
 
 @given(day_sets, st.floats(1.0, 60.0))
