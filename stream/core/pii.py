@@ -234,27 +234,29 @@ class Shadow:
         return self.origin[start], max(last, following)
 
 
+class _Fold(dict[int, str]):
+    """``str.translate`` table: each character's NFKC form with digits in ASCII, "" for invisible ones."""
+
+    def __missing__(self, cp: int) -> str:
+        folded = "" if cp in _INVISIBLE_SET else unicodedata.normalize("NFKC", chr(cp)).translate(_DIGIT_MAP)
+        if cp < 0x20000:  # bounds the cache; rarer planes are simply recomputed
+            self[cp] = folded
+        return folded
+
+
+_FOLD = _Fold()
+
+
 def shadow(text: str) -> Shadow:
     """NFKC per character, every digit in ASCII, invisible characters gone; same length where possible."""
     if unicodedata.is_normalized("NFKC", text) and not _INVISIBLE.search(text):
-        mapped, origin = (
-            (text.translate(_DIGIT_MAP) if _OTHER_DIGIT.search(text) else text),
-            None,
-        )
+        mapped, origin = (text.translate(_DIGIT_MAP) if _OTHER_DIGIT.search(text) else text), None
     else:
-        parts: list[str] = []
-        index: list[int] = []
-        for i, ch in enumerate(text):
-            if ord(ch) in _INVISIBLE_SET:
-                continue
-            folded = (
-                ch
-                if ch.isascii()
-                else unicodedata.normalize("NFKC", ch).translate(_DIGIT_MAP)
-            )
-            parts.append(folded)
-            index.extend([i] * len(folded))
-        mapped, origin = "".join(parts), tuple(index)
+        mapped, origin = text.translate(_FOLD), None
+        if len(mapped) != len(text) or _INVISIBLE.search(text):  # not one to one: map each position back
+            parts = [_FOLD[ord(ch)] for ch in text]
+            mapped = "".join(parts)
+            origin = tuple(i for i, part in enumerate(parts) for _ in part)
     plain = mapped
     numerals: set[int] = set()
     if _CN_ANY.search(mapped):

@@ -26,8 +26,9 @@ _MARGIN = (
     512  # longer than any span pii.find can match: what straddles a cut lies within it
 )
 _ESCAPE = re.compile(
-    r"\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})|\\u([0-9a-fA-F]{4})"
+    r"\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})|\\u([0-9a-fA-F]{4})|\\([\"\\/bfnrt])"
 )
+_SIMPLE = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,14 +68,19 @@ def mask_head(text: str, limit: int) -> Masked:
 
 
 def unescape(text: str) -> str:
-    """Decode JSON ``\\uXXXX`` escapes (surrogate pairs joined) in text that is not valid JSON."""
+    r"""Decode JSON escapes (``\uXXXX`` with surrogate pairs joined, ``\n``, ``\t``...) in text that is
+    not valid JSON, so that ``142\n6104\t3176`` is read as the number it is.
+
+    >>> unescape(r'\u7535\u8bdd 142\t6104 \ud83d\ude00 \"')
+    '电话 142\t6104 😀 "'
+    """
 
     def one(m: re.Match[str]) -> str:
+        if m[4]:
+            return _SIMPLE[m[4]]
         if m[3]:
             return chr(int(m[3], 16))
-        return chr(
-            0x10000 + ((int(m[1], 16) - 0xD800) << 10) + (int(m[2], 16) - 0xDC00)
-        )
+        return chr(0x10000 + ((int(m[1], 16) - 0xD800) << 10) + (int(m[2], 16) - 0xDC00))
 
     return _ESCAPE.sub(one, text)
 

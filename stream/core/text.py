@@ -125,8 +125,15 @@ def _is_keyword(word: str, stop: frozenset[str]) -> bool:
 
 
 def clean(text: str) -> CleanText:
-    """Normalise, mask and tokenise; tokens never contain placeholders because jieba never sees them."""
-    masked, pii = mask_pii(normalize(text))
+    """Mask, normalise, mask again and tokenise; tokens never contain placeholders because jieba never sees them.
+
+    Masking the raw text first catches forms that normalising would blur (``a<at>b<dot>org``
+    becomes ``a at b dot org``); masking the normalised text catches what it reveals (digits
+    split by symbols it turns into spaces).
+    """
+    first, raw_kinds = mask_pii(text)
+    masked, kinds = mask_pii(normalize(first))
+    pii = tuple(k for k in PLACEHOLDERS if k in raw_kinds or k in kinds)
     _init_jieba()
     stop = stopwords()
     words = (w.strip().lower() for w in jieba.lcut(_PLACEHOLDER_RE.sub(" ", masked)))
