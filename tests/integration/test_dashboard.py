@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import shutil
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -22,7 +23,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream.core.events import parse_ts
-from stream.devtools.feed import demo_feed
+from stream.devtools.feed import FeedEvent, demo_feed
 from stream.devtools.produce import produce_feed
 from stream.devtools.worker_process import WorkerProcess
 from stream.kafka.clients import read_topic
@@ -132,16 +133,26 @@ def test_dashboard_shows_clusters_alerts_and_a_profile(broker, settings_factory,
     with WorkerProcess(settings, tmp_path) as worker:
         produce_feed(settings, events)
         wait_for_counts(settings, expected_counts(events), worker)
-        alerts = wait_until(
-            lambda: [json.loads(v) for _, v in read_topic(settings, settings.topic_alerts) if v], "a churn alert", 120
-        )
-        alerted = {a["user_id"] for a in alerts if a["type"] == "churn_risk"}
+        wait_until(lambda: [v for _, v in read_topic(settings, settings.topic_alerts) if v], "a churn alert", 120)
 
         browser.get(f"http://{settings.web_host}:{settings.web_port}/dashboard/")
         token_form = wait_until(lambda: browser.find_element(By.ID, "auth").is_displayed(), "the token prompt", 20)
         assert token_form  # the worker requires a token, so the page asks for it before showing any data
         browser.find_element(By.ID, "token").send_keys(TOKEN)
         browser.find_element(By.CSS_SELECTOR, "#auth-form button").click()
+        wait_until(lambda: browser.find_element(By.ID, "kpi-in").text == "0.0", "a first rate")
+
+        # New users' events while the page watches: the throughput shows them live.
+        more = [FeedEvent(fe.kind, {**fe.event, "user_id": "x" + fe.event["user_id"]}, None)
+                for fe in demo_feed(6, 200, seed=6, gap_ms=120 * DAY_MS // 200)]
+        feeding = threading.Thread(target=produce_feed, args=(settings, more), kwargs={"rate": 40.0})
+        feeding.start()
+        rate = wait_until(lambda: (lambda t: t if t not in ("–", "0.0") else None)(
+            browser.find_element(By.ID, "kpi-in").text), "live throughput", 20)
+        assert float(rate) > 0
+        feeding.join()
+        events += more
+        wait_for_counts(settings, expected_counts(events), worker)
 
         def cluster_rows() -> list[str]:
             return [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#cluster-list li.cluster")]
@@ -159,7 +170,8 @@ def test_dashboard_shows_clusters_alerts_and_a_profile(broker, settings_factory,
         risks = wait_until(lambda: [a for a in browser.find_elements(By.CSS_SELECTOR, "#alerts li.alert")
                                     if a.text.startswith("churn_risk")], "a churn-risk alert")
         user = risks[0].get_attribute("data-user")
-        assert user in alerted
+        assert user in {a["user_id"] for _, v in read_topic(settings, settings.topic_alerts) if v
+                        for a in [json.loads(v)] if a["type"] == "churn_risk"}
         risks[0].click()  # opens that user's profile
         churn = wait_until(lambda: browser.find_element(By.ID, "profile").find_elements(By.ID, "profile-churn"),
                            "the profile")[0].text
