@@ -198,5 +198,7 @@ def test_dashboard_shows_clusters_alerts_and_a_profile(broker, settings_factory,
             "captureBeyondViewport": True, "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}})
         shot.write_bytes(base64.b64decode(page["data"]))
         print(f"\ndashboard screenshot: {shot}")
+        _, data = worker.http_get("/dashboard/data")
+        print("stage latency p50/p95 ms: " + ", ".join(f"{r['stage']} {r['p50_ms']}/{r['p95_ms']}" for r in data["stages"]))
         errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE" and "401" not in e["message"]]
         assert errors == []
