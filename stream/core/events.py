@@ -156,9 +156,11 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-# Second, exact parse: orjson (strict UTF-8, no NaN, no lone surrogates) decides what is JSON;
-# this one finds duplicate keys at any depth and keeps number literals exact.
-_EXACT = json.JSONDecoder(object_pairs_hook=_unique_pairs, parse_float=Decimal)
+# orjson (strict UTF-8, no NaN, no lone surrogates) decides what is JSON; the standard parser then
+# builds the object, refusing duplicate keys at any depth and keeping integers of any size exact
+# (orjson turns those beyond 64 bits into floats). Orders parse once more for the amount's literal.
+_UNIQUE = json.JSONDecoder(object_pairs_hook=_unique_pairs)
+_DECIMALS = json.JSONDecoder(parse_float=Decimal)
 
 
 def decode(kind: str, value: bytes | None, *, now_ms: int, limits: Limits) -> Event | Rejected:
@@ -171,13 +173,14 @@ def decode(kind: str, value: bytes | None, *, now_ms: int, limits: Limits) -> Ev
     if value is None:
         return Rejected(Reason.EMPTY, "record has no value")
     try:
-        obj = orjson.loads(value)
+        strict = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
         return Rejected(Reason.NOT_JSON, str(exc))
-    if not isinstance(obj, dict):
-        return Rejected(Reason.NOT_OBJECT, f"top-level {type(obj).__name__}")
+    if not isinstance(strict, dict):
+        return Rejected(Reason.NOT_OBJECT, f"top-level {type(strict).__name__}")
+    text = value.decode("utf-8")
     try:
-        exact = _EXACT.decode(value.decode("utf-8"))
+        obj = _UNIQUE.decode(text)
     except _DuplicateKey as exc:
         return Rejected(Reason.DUPLICATE_KEY, f"key {str(exc)[:64]!r} appears twice in one object")
     except (ValueError, RecursionError) as exc:  # orjson accepted it, so only nesting deeper than Python's stack
@@ -198,16 +201,16 @@ def decode(kind: str, value: bytes | None, *, now_ms: int, limits: Limits) -> Ev
     if ts_ms < MIN_EVENT_TS_MS:
         return Rejected(Reason.OLD_TIME, f"{format_ts(ts_ms)} is before {format_ts(MIN_EVENT_TS_MS)} (epoch seconds?)")
     text_field = KINDS[kind][1]
-    text: str | None = obj[text_field] if text_field else None
+    free_text: str | None = obj[text_field] if text_field else None
     cut = 0
-    if text is not None:
-        if len(text) > limits.reject_text_chars:
-            return Rejected(Reason.TEXT_TOO_LONG, f"{len(text)} characters > limit {limits.reject_text_chars}")
-        if len(text) > limits.max_text_chars:
-            cut = len(text) - limits.max_text_chars
-            text = obj[text_field] = text[: limits.max_text_chars]
+    if free_text is not None:
+        if len(free_text) > limits.reject_text_chars:
+            return Rejected(Reason.TEXT_TOO_LONG, f"{len(free_text)} characters > limit {limits.reject_text_chars}")
+        if len(free_text) > limits.max_text_chars:
+            cut = len(free_text) - limits.max_text_chars
+            free_text = obj[text_field] = free_text[: limits.max_text_chars]
     if kind == "order":
-        amount = _exact_amount(exact["amount"])
+        amount = _exact_amount(_DECIMALS.decode(text)["amount"])
         if isinstance(amount, Rejected):
             return amount
         obj["amount"] = amount
@@ -216,7 +219,7 @@ def decode(kind: str, value: bytes | None, *, now_ms: int, limits: Limits) -> Ev
             obj["registered_at"] = format_ts(parse_ts(obj["registered_at"]))
         except (ValueError, OverflowError, OSError) as exc:
             return Rejected(Reason.BAD_TIME, f"registered_at: {exc}")
-    return Event(kind, obj.get("event_id"), obj["user_id"], ts_ms, text, obj, cut)
+    return Event(kind, obj.get("event_id"), obj["user_id"], ts_ms, free_text, obj, cut)
 
 
 def _exact_amount(literal: str | int | Decimal) -> str | Rejected:

@@ -59,6 +59,22 @@ class DeadLetter:
                            pseudonym_key=self.pseudonym_key)
 
 
+def parse_dead_letter_key(key: bytes | None) -> tuple[str, int] | None:
+    """("topic/partition", offset) from a dead-letter key (:attr:`DeadLetter.key`); None for any other key.
+
+    >>> parse_dead_letter_key(b"reviews/2/41"), parse_dead_letter_key(b"not ours"), parse_dead_letter_key(None)
+    (('reviews/2', 41), None, None)
+    """
+    try:
+        text = (key or b"").decode("utf-8")
+        source, _, offset = text.rpartition("/")
+        topic, _, partition = source.rpartition("/")
+        position = (f"{topic}/{int(partition)}", int(offset))
+    except ValueError:  # not UTF-8, or not numbers
+        return None
+    return position if topic and f"{position[0]}/{position[1]}" == text else None
+
+
 class Intake:
     """Decode + protect: the only code that sees raw user ids and raw free-form fields."""
 

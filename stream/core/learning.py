@@ -69,6 +69,10 @@ class Learner:
         times = [s.ts_ms for s in (*self.pending, *fresh)]
         return min(times) if times else None
 
+    def held_positions(self) -> frozenset[tuple[str, int]]:
+        """("source", offset) of the texts waiting for the warm start."""
+        return frozenset((s.source, s.offset) for s in self.pending)
+
     def step(self, fresh: Sequence[Sample], *, force_fit: bool = False) -> Step:
         """Learn what is new in ``fresh`` and assign all of it; before the warm start, buffer it."""
         new: list[Sample] = []

@@ -35,7 +35,15 @@ from stream.core.messages import (
 DAY_MS = 86_400_000
 EVENT_KINDS = ("review", "search", "order", "user_attributes")  # counted kinds; "forget" is handled by the shell
 ATTRIBUTES = ("age_band", "gender", "region", "occupation", "registered_at")
+# Bounds on per-user state, whatever a user sends (README "Profile state bounds"). Counts, sums,
+# attributes, per-day activity (the longest window), clusters (k) and the interest vector are
+# bounded by construction; these cap the rest.
+MAX_USER_CATEGORIES = 50  # decayed category weights kept; beyond, the lightest is dropped
+MAX_RECENT_ORDERS = 1000  # orders kept for the windowed sums (totals count every order)
 MAX_USER_TERMS = 2000  # distinct (cluster, token) pairs remembered per user for forgetting
+MAX_TERM_CHARS = 32  # longer tokens are not remembered per user (a keyword is never that long)
+MIN_WEIGHT = 1e-9  # decayed weights below this (~30 half-lives) are dropped: no underflow to 0, no 0/0
+MAX_CATCH_UP_CHECKS = 400  # churn checks replayed for one user at one update; beyond, only the latest
 
 Profile = dict[str, Any]
 
@@ -51,6 +59,8 @@ class Rules:
     alert_at: float = 0.6
     recover_at: float = 0.4
     top_clusters: int = 3
+    check_every_ms: int = DAY_MS  # churn checks at every multiple of this, in event time (ticks)
+    lateness_ms: int = 0  # a check at b includes the events up to b + lateness, as stage 1's ticks do
 
     @property
     def keep_days(self) -> int:
@@ -75,7 +85,7 @@ def new_profile(user_id: str) -> Profile:
         "keywords": {},
         "terms": {},
         "model_version": None,
-        "churn": {"alerted": False, "changed_at": None},
+        "churn": {"alerted": False, "changed_at": None, "checked": None},
         "applied": {},
     }
 
@@ -93,27 +103,29 @@ def apply_update(profile: Profile, update: Update, rules: Rules) -> Profile:
     p["counts"][kind] = p["counts"].get(kind, 0) + 1
     p["first_event_ts"] = ts if p["first_event_ts"] is None else min(p["first_event_ts"], ts)
     p["last_event_ts"] = ts if p["last_event_ts"] is None else max(p["last_event_ts"], ts)
-    p["as_of"] = max(p["as_of"] or 0, int(update["watermark"]), p["last_event_ts"])
+    p["as_of"] = max(p["as_of"] or 0, p["last_event_ts"])  # event time only: the batch's watermark depends on read speed
     _count_day(p, ts, kind, rules)
     p["active_days"] = churn.add_active_day(_active_days(p), ts // DAY_MS)
     weight = _advance(p["decayed"], ts, rules.half_life_ms)
+    if weight < MIN_WEIGHT:  # an event ~30 half-lives older than the newest adds nothing measurable
+        weight = 0.0
     if kind == "user_attributes":
         for name, value in data.items():
             old = p["attributes"].get(name)
             if old is None or (ts, str(value)) > (old[1], str(old[0])):
                 p["attributes"][name] = [value, ts]
-    if data.get("category"):
-        cats = p["decayed"]["categories"]
-        cats[data["category"]] = cats.get(data["category"], 0.0) + weight
+    if data.get("category") and weight:
+        _add_category(p["decayed"]["categories"], data["category"], weight)
     if kind == "order":
         _add_order(p["orders"], ts, int(data["cents"]), rules)
     if data.get("sentiment") is not None:
         s = p["decayed"]["sentiment"]
-        p["decayed"]["sentiment"] = [s[0] + weight * data["sentiment"], s[1] + weight]
+        if weight:
+            p["decayed"]["sentiment"] = [s[0] + weight * data["sentiment"], s[1] + weight]
         p["reviews_scored"] += 1
         if p["sentiment_last"] is None or ts >= p["sentiment_last"][1]:
             p["sentiment_last"] = [data["sentiment"], ts]
-    if update.get("embedding") is not None:
+    if update.get("embedding") is not None and weight:
         emb = unpack_vector(update["embedding"]).astype(np.float64)
         interest = p["decayed"]["interest"]
         p["decayed"]["interest"] = (emb * weight if interest is None else np.asarray(interest) + weight * emb).tolist()
@@ -160,13 +172,48 @@ def churn_step(profile: Profile, as_of: int, rules: Rules) -> tuple[Profile, Chu
     if edge is None:
         return profile, None
     p = _copy(profile)
-    p["churn"] = {"alerted": edge == "alert", "changed_at": as_of}
+    p["churn"] = {"alerted": edge == "alert", "changed_at": as_of, "checked": as_of}
     p["as_of"] = max(p["as_of"] or 0, as_of)
     alert = churn_alert(
         user_id=profile["user_id"], edge=edge, as_of_ms=as_of, score=risk.score, level=risk.level,
         reasons=list(risk.reasons), last_event_ms=profile["last_event_ts"],
     )
     return p, alert
+
+
+def check_due(profile: Profile, as_of: int) -> bool:
+    """Whether the churn check at boundary ``as_of`` is still to be made for this profile."""
+    checked = profile["churn"].get("checked")
+    return profile["last_event_ts"] is not None and (checked is None or checked < as_of)
+
+
+def catch_up(profile: Profile, ts: int, rules: Rules) -> tuple[Profile, list[tuple[int, ChurnAlert, Profile]]]:
+    """The churn checks an event at ``ts`` comes after, made before it is applied.
+
+    Returns the profile and, per transition, (as_of, alert, the profile version it was computed from).
+
+    Stage 1 sends the tick for boundary b once every input partition has passed b + lateness,
+    so an event later than that may reach stage 2 before the tick (another partition, the same
+    batch). Checking here, on the state without the event, gives the result the tick would have
+    given had it come first; the tick then skips this user (``checked``). Alerts thus depend on
+    event time only, not on how the input was read (a backlog at full speed, or live).
+    """
+    step = rules.check_every_ms
+    last = (ts - rules.lateness_ms - 1) // step * step  # the newest boundary b with b + lateness < ts
+    checked = profile["churn"].get("checked")
+    if checked is not None and checked >= last:
+        return profile, []
+    p, alerts = _copy(profile), []
+    if p["last_event_ts"] is not None and checked is not None:
+        first = checked + step
+        if (last - first) // step >= MAX_CATCH_UP_CHECKS:  # silent for ages: the score has long stopped moving
+            first = last
+        for boundary in range(first, last + 1, step):
+            p, alert = churn_step(p, boundary, rules)
+            if alert is not None:
+                alerts.append((boundary, alert, p))
+    p = {**p, "churn": {**p["churn"], "checked": last}}  # the versions in ``alerts`` stay as published
+    return p, alerts
 
 
 def public_view(profile: Profile, *, as_of: int | None, updated_at_ms: int, rules: Rules, digits: int = 4) -> dict[str, Any]:
@@ -203,19 +250,32 @@ def _copy(profile: Profile) -> Profile:
 
 
 def _advance(decayed: dict[str, Any], ts: int, half_life_ms: float) -> float:
-    """Weight of an event at ``ts``, rescaling the decayed sums when ``ts`` is the newest time seen."""
+    """Weight of an event at ``ts``, rescaling the decayed sums when ``ts`` is the newest time seen.
+
+    Weights that fall below :data:`MIN_WEIGHT` are dropped rather than left to underflow to 0
+    (a user back after years with a short half-life), so every kept weight is positive.
+    """
     ref = decayed["ref_ts"]
     if ref is not None and ts <= ref:
         return 0.5 ** ((ref - ts) / half_life_ms)
     scale = 1.0 if ref is None else 0.5 ** ((ts - ref) / half_life_ms)
     if scale != 1.0:
-        if decayed["interest"] is not None:
+        for key in ("clusters", "topics", "categories"):
+            decayed[key] = {k: w * scale for k, w in decayed.get(key, {}).items() if w * scale >= MIN_WEIGHT}
+        if not decayed["clusters"]:
+            decayed["interest"] = None
+        elif decayed["interest"] is not None:
             decayed["interest"] = (np.asarray(decayed["interest"]) * scale).tolist()
-        for key in ("clusters", "categories"):
-            decayed[key] = {k: w * scale for k, w in decayed[key].items()}
-        decayed["sentiment"] = [decayed["sentiment"][0] * scale, decayed["sentiment"][1] * scale]
+        s = decayed["sentiment"]
+        decayed["sentiment"] = [s[0] * scale, s[1] * scale] if s[1] * scale >= MIN_WEIGHT else [0.0, 0.0]
     decayed["ref_ts"] = ts
     return 1.0
+
+
+def _add_category(categories: dict[str, float], category: str, weight: float) -> None:
+    categories[category] = categories.get(category, 0.0) + weight
+    if len(categories) > MAX_USER_CATEGORIES:
+        del categories[min(categories, key=lambda c: (categories[c], c))]
 
 
 def _active_days(p: Profile) -> list[int]:
@@ -238,6 +298,8 @@ def _add_terms(p: Profile, cluster: str, tokens: Sequence[str]) -> None:
         return
     mine = dict(p["terms"].get(cluster, {}))
     for token in tokens:
+        if len(token) > MAX_TERM_CHARS:
+            continue
         if token in mine or sum(len(t) for c, t in p["terms"].items() if c != cluster) + len(mine) < MAX_USER_TERMS:
             mine[token] = mine.get(token, 0) + 1
     p["terms"][cluster] = mine
@@ -248,7 +310,7 @@ def _add_order(orders: dict[str, Any], ts: int, cents: int, rules: Rules) -> Non
     orders["cents"] += cents
     orders["last_ts"] = ts if orders["last_ts"] is None else max(orders["last_ts"], ts)
     horizon = orders["last_ts"] - rules.keep_days * DAY_MS
-    orders["recent"] = sorted(o for o in [*orders["recent"], [ts, cents]] if o[0] > horizon)
+    orders["recent"] = sorted(o for o in [*orders["recent"], [ts, cents]] if o[0] > horizon)[-MAX_RECENT_ORDERS:]
 
 
 def _sentiment_average(profile: Profile) -> float | None:

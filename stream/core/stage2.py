@@ -4,12 +4,15 @@ The Faust shell passes its two tables (``profile-state`` and ``forgotten``; any 
 mapping works, so tests pass dicts) and publishes the returned :class:`Outputs` in order.
 
 * :meth:`ProfileStage.apply_update`: apply an update unless its (source partition, offset)
-  was applied already (redelivery), re-assess churn, store the profile, publish it.
+  was applied already (redelivery), store the profile, publish it; first make the churn
+  checks the event comes after (:func:`~stream.core.profile.catch_up`).
 * :meth:`ProfileStage.forget`: the right to be forgotten. The profile is deleted, only its
   applied offsets are kept (so a late or redelivered update cannot resurrect it), a
   tombstone is published, and the user's keyword contributions are returned for stage 1 to
   take back (stage 2 never touches stage 1's state itself).
-* :meth:`ProfileStage.tick`: re-assess every user of the partition at the watermark.
+* :meth:`ProfileStage.tick`: the churn check at a boundary of event time for every user of
+  the partition not checked there yet. Alerts come only from checks, so they are a function
+  of event time: the same feed read as a backlog or live gives the same alerts.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from stream.core.profile import (
     Rules,
     already_applied,
     apply_update,
+    catch_up,
+    check_due,
     churn_step,
     new_profile,
     public_view,
@@ -38,6 +43,11 @@ class Outputs:
     alerts: list[tuple[str, ChurnAlert]] = field(default_factory=list)
     tombstones: list[str] = field(default_factory=list)
     forgotten_terms: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def extend(self, more: Outputs) -> None:
+        """Append what ``more`` publishes (profiles and alerts, in order)."""
+        self.profiles += more.profiles
+        self.alerts += more.alerts
 
 
 class ProfileStage:
@@ -65,15 +75,20 @@ class ProfileStage:
         return self.apply_update(message, partition)  # type: ignore[arg-type]
 
     def apply_update(self, update: Update, partition: int) -> Outputs:
+        """Make the churn checks the event comes after (alerts only ever come from checks), then apply it."""
         user = update["user_id"]
         profile = self._current(user)
-        updated = apply_update(profile, update, self.rules)
-        if updated is profile:
+        if already_applied(profile, update):
             return Outputs()
-        updated, alert = churn_step(updated, updated["as_of"], self.rules)
+        profile, checks = catch_up(profile, int(update["ts"]), self.rules)
+        updated = apply_update(profile, update, self.rules)
         updated["partition"] = partition
         self.table[user] = updated
-        return self._publish(updated, alert, updated["as_of"])
+        out = Outputs()
+        for as_of, alert, version in checks:
+            out.extend(self._publish(version, alert, as_of))
+        out.extend(self._publish(updated, None, updated["as_of"]))
+        return out
 
     def forget(self, update: Update) -> Outputs:
         """Tombstones on the changelog and the profiles topic; the user's keyword counts handed back."""
@@ -92,14 +107,12 @@ class ProfileStage:
         out = Outputs()
         watermark = tick["watermark"]
         for user, profile in list(self.table.items()):
-            if profile.get("partition") != partition or profile["last_event_ts"] is None:
+            if profile.get("partition") != partition or not check_due(profile, watermark):
                 continue
             updated, alert = churn_step(profile, watermark, self.rules)
             if alert is not None:
                 self.table[user] = updated
-                more = self._publish(updated, alert, watermark)
-                out.profiles += more.profiles
-                out.alerts += more.alerts
+                out.extend(self._publish(updated, alert, watermark))
         return out
 
     def view(self, user: str, as_of: int) -> dict[str, Any] | None:

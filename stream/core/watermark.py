@@ -7,6 +7,12 @@ partition stops holding the watermark back (Flink's idleness) only when it is id
 its end offset and without records for ``idle_after`` seconds. A partition that is merely
 waiting behind a busy encoder still has records to deliver, so it is never idle.
 
+Ticks follow a fixed schedule of event time: one for every multiple of ``tick_every_ms`` the
+watermark passes, in order, however far it moves in one batch (a backlog), so churn checks
+happen at the same event times whether the input is read live or at full speed. The
+watermark stays more than ``lateness_ms`` before any held event, so that the tick for b
+always comes after every update with ts <= b + lateness (see stream.core.profile.catch_up).
+
 Plain state, no clock of its own: callers pass a monotonic reading ``now``.
 """
 
@@ -14,6 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+MAX_TICKS = 400  # boundaries ticked at once, at most: a first watermark or a long outage ticks the newest ones
 
 
 class Watermark:
@@ -28,15 +36,18 @@ class Watermark:
         self.partition_next: dict[str, int] = {}  # next offset to read
         self.value = 0
         self.last_tick: int | None = None
+        self.first_ms: int | None = None  # oldest event time seen: where the tick schedule starts
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint keeps: read positions and idleness are rebuilt by the next run."""
-        return {"partition_max": dict(self.partition_max), "watermark": self.value, "last_tick": self.last_tick}
+        return {"partition_max": dict(self.partition_max), "watermark": self.value, "last_tick": self.last_tick,
+                "first_event": self.first_ms}
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         self.partition_max = dict(state["partition_max"])
         self.value = state["watermark"]
         self.last_tick = state["last_tick"]
+        self.first_ms = state.get("first_event")
 
     def owned(self, sources: Iterable[str], now: float) -> None:
         """Partitions assigned to this worker; one never heard of starts its idleness clock now."""
@@ -51,6 +62,7 @@ class Watermark:
     def event(self, source: str, ts_ms: int) -> None:
         """A valid event with event time ``ts_ms`` came from ``source``."""
         self.partition_max[source] = max(self.partition_max.get(source, 0), ts_ms)
+        self.first_ms = ts_ms if self.first_ms is None else min(self.first_ms, ts_ms)
 
     def advance(self, highwaters: Mapping[str, int | None], now: float, held_from_ms: int | None = None) -> int:
         """Move forward as far as every partition allows; ``held_from_ms`` is the oldest held event's time.
@@ -71,16 +83,74 @@ class Watermark:
         candidate = (min(a for a in active if a is not None) if active else max(self.partition_max.values()))
         candidate -= self.lateness_ms
         if held_from_ms is not None:
-            candidate = min(candidate, held_from_ms - 1)
+            candidate = min(candidate, held_from_ms - self.lateness_ms - 1)
         self.value = max(self.value, candidate)
         return self.value
 
     def ticks(self) -> list[int]:
-        """A tick each time the watermark enters a new check interval of event time."""
+        """Every boundary of the check schedule (multiples of ``tick_every_ms``) passed since the last tick, oldest first."""
         if not self.value:
             return []
-        bucket = self.value // self.tick_every_ms
-        if self.last_tick is not None and bucket <= self.last_tick // self.tick_every_ms:
+        step = self.tick_every_ms
+        last = self.value // step * step
+        if self.last_tick is not None:
+            start = (self.last_tick // step + 1) * step
+        else:  # the first: the oldest boundary whose check includes an event (b + lateness >= the oldest event)
+            start = -((self.lateness_ms - (self.first_ms or self.value)) // step) * step
+        start = max(start, last - (MAX_TICKS - 1) * step)
+        if start > last:
             return []
-        self.last_tick = self.value
-        return [self.value]
+        self.last_tick = last
+        return list(range(start, last + 1, step))
+
+
+MAX_WAITING = 100_000  # updates held back for a tick at most; beyond, the oldest go out early (see Outbox)
+
+
+class Outbox:
+    """Puts stage 1's updates and ticks in event-time order for stage 2.
+
+    The rule: the tick for boundary b is sent after every update with ts <= b + lateness and
+    before every update with ts > b + lateness. Live, the watermark passes b only once every
+    partition has been read past b + lateness, so the first half holds by itself; the second
+    half does not when one partition is read ahead of another (a backlog, or one batch
+    spanning the boundary), so such updates wait here for their tick. The churn check at b
+    then sees exactly the events up to b + lateness however fast the input was read. Events
+    later than the watermark (beyond the allowed lateness) are applied when they come.
+    """
+
+    def __init__(self, *, lateness_ms: int, tick_every_ms: int) -> None:
+        self.lateness_ms = lateness_ms
+        self.tick_every_ms = tick_every_ms
+        self.waiting: list[dict[str, Any]] = []
+
+    def positions(self) -> frozenset[tuple[str, int]]:
+        """("topic/partition", offset) of the updates still waiting (their records must not be acked)."""
+        return frozenset((u["source"], u["offset"]) for u in self.waiting)
+
+    def release(
+        self, updates: Iterable[dict[str, Any]], ticks: list[int], last_tick: int | None
+    ) -> tuple[list[dict[str, Any]], list[int]]:
+        """Updates to send now in order, and for each of ``ticks`` how many of them go before it.
+
+        ``last_tick`` is the newest boundary ticked so far (None before the first): updates
+        within reach of the next one go out now, later ones wait.
+        """
+        pending = sorted([*self.waiting, *updates], key=lambda u: u["ts"])
+        out: list[dict[str, Any]] = []
+        before: list[int] = []
+        i = 0
+        for boundary in ticks:
+            while i < len(pending) and pending[i]["ts"] <= boundary + self.lateness_ms:
+                out.append(pending[i])
+                i += 1
+            before.append(len(out))
+        if last_tick is not None:
+            reach = (last_tick // self.tick_every_ms + 1) * self.tick_every_ms + self.lateness_ms
+            while i < len(pending) and pending[i]["ts"] <= reach:
+                out.append(pending[i])
+                i += 1
+        overflow = max(0, len(pending) - i - MAX_WAITING)
+        out += pending[i : i + overflow]
+        self.waiting = pending[i + overflow :]
+        return out, before

@@ -25,7 +25,7 @@ from stream.core.learning import Learner, Sample
 from stream.core.messages import Update, make_update
 from stream.core.sentiment import review_sentiment
 from stream.core.text import CleanText, clean_many
-from stream.core.watermark import Watermark
+from stream.core.watermark import Outbox, Watermark
 from stream.worker.encoder import Encoder
 
 KEYWORDS_PER_CLUSTER = 5
@@ -37,8 +37,11 @@ __all__ = ["KEYWORDS_PER_CLUSTER", "BatchProcessor", "BatchResult", "DeadLetter"
 class BatchResult:
     updates: list[Update] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    ticks: list[int] = field(default_factory=list)  # watermarks at which every user is re-assessed (churn)
+    ticks: list[int] = field(default_factory=list)  # boundaries of event time at which every user is re-assessed (churn)
+    ticks_before: list[int] = field(default_factory=list)  # per tick: how many of ``updates`` are sent before it
     held: int = 0  # text records waiting for the clusterer's warm start; their offsets must not be acked yet
+    held_positions: frozenset[tuple[str, int]] = frozenset()  # records not published yet (those texts, and updates
+    # waiting for a tick: stream.core.watermark.Outbox); every other record may be acked
     timings: dict[str, float] = field(default_factory=dict)  # seconds the batch spent in decode_clean, encode, cluster
 
 
@@ -64,6 +67,7 @@ class BatchProcessor:
         self.intake = Intake(kind_of_topic, limits=limits, currency=currency, pseudonym_key=pseudonym_key)
         self.learner = Learner(clusterer)
         self.clock = Watermark(lateness_ms=lateness_ms, idle_after=idle_after, tick_every_ms=tick_every_ms)
+        self.outbox = Outbox(lateness_ms=lateness_ms, tick_every_ms=tick_every_ms)
 
     @property
     def clusterer(self) -> OnlineClusterer:
@@ -129,12 +133,16 @@ class BatchProcessor:
                 texts.append((record, decoded))
         fresh = self._encode(texts, result.timings)
         clustering = time.perf_counter()
-        self.clock.advance(highwaters, now, held_from_ms=self.learner.oldest_held(fresh))
         step = self.learner.step(fresh, force_fit=force_fit)
+        # Held texts hold event time back (the ticks wait for them) during a warm-up, but not once a
+        # forced fit has failed (fewer than k texts): then everything else flows and they come late.
+        stuck = force_fit and step.held > 0
+        self.clock.advance(highwaters, now, held_from_ms=None if stuck else self.learner.oldest_held(()))
         result.held = step.held
         result.updates.extend(self._text_updates(step.assigned, step.labels))
-        if not result.held:
-            result.ticks = self.clock.ticks()
+        result.ticks = self.clock.ticks()  # safe while texts are held: the watermark stays before them
+        result.updates, result.ticks_before = self.outbox.release(result.updates, result.ticks, self.clock.last_tick)
+        result.held_positions = self.learner.held_positions() | self.outbox.positions()
         result.timings["cluster"] = time.perf_counter() - clustering
         result.timings["decode_clean"] = clustering - started - result.timings.get("encode", 0.0)
         return result

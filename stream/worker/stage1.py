@@ -20,6 +20,7 @@ import faust
 
 from stream.config import Settings
 from stream.core.clustering import OnlineClusterer, SnapshotMismatch
+from stream.core.intake import parse_dead_letter_key
 from stream.core.messages import make_tick
 from stream.kafka.clients import committed_offsets, read_topic
 from stream.worker import checkpoint
@@ -32,6 +33,10 @@ from stream.worker.pipeline import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def _position(event: faust.EventT) -> tuple[str, int]:
+    return f"{event.message.topic}/{event.message.partition}", event.message.offset
 
 
 def _now_ms() -> int:
@@ -123,14 +128,17 @@ class EncodeStage:
         now_ms = _now_ms()
         dead = [d for d in result.dead_letters if d.key not in self.dead_sent]
         pending = [await self.dead_letters.send(key=d.key.encode(), value=d.message(now_ms), force=True) for d in dead]
-        pending += [
-            await self.updates.send(key=u["user_id"].encode(), value=u, force=True) for u in result.updates
-        ]
-        pending += [
-            await self.updates.send(key=b"", value=make_tick(w), partition=p, force=True)
-            for w in result.ticks
-            for p in range(self.partitions)
-        ]
+        sent = 0  # updates and ticks in event-time order (BatchResult.ticks_before); a tick goes to every partition
+        for tick, before in [*zip(result.ticks, result.ticks_before), (None, len(result.updates))]:
+            pending += [
+                await self.updates.send(key=u["user_id"].encode(), value=u, force=True) for u in result.updates[sent:before]
+            ]
+            sent = before
+            if tick is not None:
+                pending += [
+                    await self.updates.send(key=b"", value=make_tick(tick), partition=p, force=True)
+                    for p in range(self.partitions)
+                ]
         await asyncio.gather(*pending)
         self.metrics.record_stage("publish_updates", time.perf_counter() - sending, events=len(result.updates))
         self.metrics.record_published(self.updates.get_topic_name(), len(result.updates) + len(result.ticks) * self.partitions)
@@ -138,12 +146,11 @@ class EncodeStage:
         for d in dead:
             self.metrics.record_dead_letter(str(d.reason))
         self.dead_sent.update(d.key for d in dead)
-        if result.held:
-            self.held_since = self.held_since or time.monotonic()
-        else:
-            self.to_ack.extend(self.held)
-            self.held.clear()
-            self.held_since = None
+        # Only records not yet published wait (texts before the warm start, updates waiting for a tick).
+        waiting = result.held_positions
+        self.to_ack.extend(h for h in self.held if _position(h[1]) not in waiting)
+        self.held = [h for h in self.held if _position(h[1]) in waiting]
+        self.held_since = (self.held_since or time.monotonic()) if self.held else None
         await self._checkpoint_then_ack()
 
     def _observe(
@@ -201,11 +208,15 @@ class EncodeStage:
         published keeps a crash between publishing and committing from publishing them twice.
         """
         committed = committed_offsets(settings, settings.app_id, settings.kind_of_topic)
+        foreign = 0
         for key, _ in read_topic(settings, settings.topic_dead_letters):
-            source, _, offset = key.decode().rpartition("/")
-            if int(offset) >= committed.get(source, 0):
-                self.dead_sent.add(key.decode())
-        log.info("%d dead letters of uncommitted records were published before; they will not be repeated", len(self.dead_sent))
+            position = parse_dead_letter_key(key)
+            if position is None:  # written by someone else: not ours to deduplicate
+                foreign += 1
+            elif position[1] >= committed.get(position[0], 0):
+                self.dead_sent.add(f"{position[0]}/{position[1]}")
+        log.info("%d dead letters of uncommitted records were published before; they will not be repeated"
+                 " (%d records with foreign keys skipped)", len(self.dead_sent), foreign)
 
     def _save_checkpoint(self) -> None:
         checkpoint.write_atomic(self.checkpoint_path, self.processor.clusterer.snapshot(**self.processor.state()))

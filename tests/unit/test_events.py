@@ -580,3 +580,8 @@ def test_every_reason_written_in_the_code_is_in_the_schema() -> None:
     assert found, "no reasons found: the search patterns are stale"
     assert found <= DEAD_LETTER_REASONS, found - DEAD_LETTER_REASONS
     assert {"personal data in user_id", "unsupported currency", "duplicate key"} <= found
+
+
+def test_integers_of_any_size_are_kept_exact() -> None:
+    event = dec("review", with_("review", extra=[-(2**63) - 1, 2**70]))
+    assert isinstance(event, Event) and event.fields["extra"] == [-(2**63) - 1, 2**70]

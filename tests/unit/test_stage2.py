@@ -107,7 +107,8 @@ def test_a_returning_user_recovers() -> None:
     s = stage()
     s.handle(order(0, T0), 0)
     s.handle(make_tick(T0 + 60 * DAY_MS), 0)
-    out = s.handle(order(1, T0 + 61 * DAY_MS), 0)
+    assert s.handle(order(1, T0 + 61 * DAY_MS), 0).alerts == [], "alerts come from churn checks, in event time"
+    out = s.handle(make_tick(T0 + 62 * DAY_MS), 0)
     [(_, alert)] = out.alerts
     ALERT(alert)
     assert alert["type"] == "recovered" and s.table["u1"]["churn"]["alerted"] is False

@@ -42,7 +42,7 @@ def test_ticks_once_per_interval_of_event_time() -> None:
     w = Watermark(tick_every_ms=DAY)
     assert w.ticks() == []
     w.read("t/0", 0, now=0.0)
-    for ts, expected in ((DAY + 5, [DAY + 5]), (DAY + 100, []), (2 * DAY, [2 * DAY]), (5 * DAY + 7, [5 * DAY + 7])):
+    for ts, expected in ((DAY + 5, []), (DAY + 100, []), (2 * DAY, [2 * DAY]), (5 * DAY + 7, [3 * DAY, 4 * DAY, 5 * DAY])):
         w.event("t/0", ts)
         w.advance({"t/0": 1}, now=0.0)
         assert w.ticks() == expected
@@ -56,7 +56,7 @@ def test_state_round_trip_resumes_where_it_stopped() -> None:
     w.ticks()
     again = Watermark()
     again.load_state(w.state())
-    assert (again.value, again.last_tick, again.partition_max) == (w.value, w.last_tick, w.partition_max)
+    assert (again.value, again.last_tick, again.partition_max, again.first_ms) == (w.value, w.last_tick, w.partition_max, w.first_ms)
 
 
 @given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 400 * DAY), st.floats(0, 100)), max_size=40))
