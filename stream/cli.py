@@ -148,9 +148,20 @@ def cmd_forget(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
-    from stream.devtools.eval_report import format_report
+    from stream.devtools.eval_report import format_report, format_users_report
     from stream.devtools.evaluate import run_eval
+    from stream.devtools.users_eval import run_users_eval
 
+    if args.users:
+        users = run_users_eval(
+            args.path, settings=settings.model_copy(update={"model": args.model or settings.model}),
+            ks=[int(k) for k in args.ks.split(",")], topics=settings.topics, users=args.users, limit=args.limit,
+            events_per_user=tuple(int(n) for n in args.events.split("-", 1)),  # type: ignore[arg-type]
+            seed=args.seed, text_column=args.text_column, label_column=args.label_column, batch_size=args.batch_size,
+            cache_dir=settings.cache_dir / "eval",
+        )
+        print(format_users_report(users, k=args.clusters or settings.clusters))
+        return 0
     result = run_eval(
         args.path,
         settings=settings.model_copy(update={"model": args.model or settings.model}),
@@ -314,6 +325,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--text-column", default="review")
     p.add_argument("--label-column", default="cat")
     p.add_argument("--drift", action="store_true", help="also replay categories that appear and disappear")
+    p.add_argument("--users", type=int, default=0, help="simulate this many users and score their top interests per k")
+    p.add_argument("--ks", default="10,20,30,40", help="with --users: the cluster counts to compare")
+    p.add_argument("--events", default="10-30", help="with --users: events per user, MIN-MAX")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("privacy-report", help="recall and false positives of PII masking on a labelled corpus")

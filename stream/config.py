@@ -74,8 +74,8 @@ class Settings(BaseSettings):
     max_future_seconds: float = Field(300.0, ge=0, description="events whose time is further ahead of the wall clock are dead-lettered")
 
     # Clustering
-    clusters: int = Field(10, ge=2)
-    topics: int = Field(6, ge=0, description="coarse topics above the clusters (centroids grouped); 0 or >= clusters = none")
+    clusters: int = Field(40, ge=2, description="interest clusters (40: best top-interest precision of 10-40, stream eval --users)")
+    topics: int = Field(10, ge=0, description="coarse topics above the clusters (centroids grouped); 0 or >= clusters = none")
     warmup: int = Field(0, ge=0, description="embeddings buffered before the first fit; 0 = 50 x clusters")
     warmup_max_wait: float = Field(30.0, gt=0, description="fit with what is buffered (at least `clusters`) after this many seconds")
     half_life_events: float = Field(0.0, ge=0, description="decay of cluster counts in events (0 = no forgetting)")

@@ -6,6 +6,11 @@ is learned, then assigned, so that keyword counts and published clusters share t
 Per source partition the learner remembers the last offset it learned from: a redelivered
 text is assigned but not learned again, so a restart never re-applies learning that a
 checkpoint already holds. ``stream eval`` drives this same class.
+
+Beside the clusters it keeps what makes them readable: the coarse topics (centroids grouped
+by :func:`~stream.core.coarse.group_clusters`, recomputed whenever the centres move) and a
+few representative snippets per cluster (the masked texts closest to the centre when they
+were learned; a forgotten user's snippets are dropped with their keyword counts).
 """
 
 from __future__ import annotations
@@ -17,9 +22,12 @@ from typing import Any
 import numpy as np
 
 from stream.core.clustering import OnlineClusterer
-from stream.core.keywords import MIN_KEYWORD_USERS, ClusterTerms
+from stream.core.coarse import group_clusters, topic_terms
+from stream.core.keywords import GENERIC_TERMS, MIN_KEYWORD_USERS, ClusterTerms
 
 MAX_TERMS_PER_CLUSTER = 500
+EXAMPLES_PER_CLUSTER = 3
+SNIPPET_CHARS = 80
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +40,7 @@ class Sample:
     embedding: np.ndarray
     tokens: Sequence[str]
     payload: Any = None
+    text: str = ""  # masked text, a snippet candidate
     user: str | None = None  # pseudonymous writer: a keyword needs MIN_KEYWORD_USERS of them
 
 
@@ -44,23 +53,38 @@ class Step:
     held: int = 0
 
 
+def generic_clusters(terms: ClusterTerms, n: int = 10) -> set[int]:
+    """Clusters that say how rather than what: at least half of their top ``n`` keywords are generic review words."""
+    ranked = terms.top_keywords(n)
+    return {c for c, kws in ranked.items() if kws and sum(w in GENERIC_TERMS for w, _ in kws) * 2 >= len(kws)}
+
+
 class Learner:
     """Owns the clusterer, the keyword counts and the learned offsets; no I/O."""
 
-    def __init__(self, clusterer: OnlineClusterer, *, max_terms_per_cluster: int = MAX_TERMS_PER_CLUSTER) -> None:
+    def __init__(
+        self, clusterer: OnlineClusterer, *, topics: int = 0, max_terms_per_cluster: int = MAX_TERMS_PER_CLUSTER
+    ) -> None:
         self.clusterer = clusterer
+        self.topics = topics
         self.max_terms_per_cluster = max_terms_per_cluster
         self.terms = ClusterTerms()
         self.learned: dict[str, int] = {}
         self.pending: list[Sample] = []
+        self.topic_of: dict[int, int] = {}
+        self.examples: dict[int, list[tuple[float, str, str]]] = {}  # cluster -> (similarity, snippet, user)
 
     def state(self) -> dict[str, Any]:
-        return {"learned": dict(self.learned), "terms": self.terms.to_dict()}
+        return {"learned": dict(self.learned), "terms": self.terms.to_dict(),
+                "examples": {str(c): [list(e) for e in ex] for c, ex in self.examples.items()}}
 
     def load_state(self, clusterer: OnlineClusterer, state: Mapping[str, Any]) -> None:
         self.clusterer = clusterer
         self.learned = dict(state["learned"])
         self.terms = ClusterTerms.from_dict(state["terms"])
+        self.examples = {int(c): [(float(s), str(t), str(u)) for s, t, u in ex]
+                         for c, ex in state.get("examples", {}).items()}
+        self._regroup()
 
     def oldest_held(self, fresh: Sequence[Sample]) -> int | None:
         """Event time of the oldest text that would still be held after ``fresh`` (the watermark must wait)."""
@@ -89,14 +113,19 @@ class Learner:
                 self.clusterer.learn(np.stack([s.embedding for s in new]))
         if not fresh:
             return Step()
-        labels, _ = self.clusterer.assign(np.stack([s.embedding for s in fresh]))
+        labels, sims = self.clusterer.assign(np.stack([s.embedding for s in fresh]))
         learned_now = {id(s) for s in new}
-        self._learn_terms([(s, int(label)) for s, label in zip(fresh, labels) if id(s) in learned_now])
+        first_time = [(s, int(label), float(sim)) for s, label, sim in zip(fresh, labels, sims) if id(s) in learned_now]
+        self._learn_terms([(s, label) for s, label, _ in first_time])
+        self._keep_examples(first_time)
+        if new:
+            self._regroup()
         return Step(assigned=list(fresh), labels=labels)
 
-    def keywords(self, n: int) -> dict[int, list[str]]:
-        """Top ``n`` c-TF-IDF keywords per cluster."""
-        return {c: [w for w, _ in kws] for c, kws in self.terms.top_keywords(n, min_users=MIN_KEYWORD_USERS).items()}
+    def keywords(self, n: int, generic_out: bool = True) -> dict[int, list[str]]:
+        """Top ``n`` c-TF-IDF keywords per cluster (generic review words left out unless ``generic_out`` is False)."""
+        ranked = self.terms.top_keywords(n, min_users=MIN_KEYWORD_USERS, exclude=GENERIC_TERMS if generic_out else frozenset())
+        return {c: [w for w, _ in kws] for c, kws in ranked.items()}
 
     def forget(self, contributions: Mapping[str, Mapping[str, float]], user: str | None = None) -> None:
         """Take a forgotten user's own keyword counts (``{cluster: {token: count}}``) back out, and the user
@@ -106,6 +135,31 @@ class Learner:
                 self.terms.remove(int(cluster), [token], weight=float(n))
         if user is not None:
             self.terms.forget_user(user)
+            self.examples = {c: [e for e in ex if e[2] != user] for c, ex in self.examples.items()}
+
+    def generic_clusters(self) -> set[int]:
+        """Clusters that say how rather than what (see :func:`generic_clusters`)."""
+        return generic_clusters(self.terms)
+
+    def topic_keywords(self, n: int) -> dict[int, list[str]]:
+        """Top ``n`` c-TF-IDF keywords per coarse topic (ranked against the other topics)."""
+        ranked = topic_terms(self.terms, self.topic_of).top_keywords(n, min_users=MIN_KEYWORD_USERS, exclude=GENERIC_TERMS)
+        return {t: [w for w, _ in kws] for t, kws in ranked.items()}
+
+    def _regroup(self) -> None:
+        if self.clusterer.fitted:
+            self.topic_of = group_clusters(self.clusterer.centers, self.topics, self.clusterer.sizes())
+
+    def _keep_examples(self, learned: Sequence[tuple[Sample, int, float]]) -> None:
+        """Per cluster the ``EXAMPLES_PER_CLUSTER`` distinct snippets closest to the centre."""
+        for s, label, sim in learned:
+            snippet = s.text[:SNIPPET_CHARS]
+            kept = self.examples.setdefault(label, [])
+            if not snippet or any(e[1] == snippet for e in kept):
+                continue
+            kept.append((round(sim, 4), snippet, s.user or ""))
+            kept.sort(key=lambda e: -e[0])
+            del kept[EXAMPLES_PER_CLUSTER:]
 
     def _learn_terms(self, learned: Sequence[tuple[Sample, int]]) -> None:
         """Keyword counts follow the clusters: same decay, only for texts learned for the first time."""

@@ -50,6 +50,9 @@ class Update(TypedDict):
     cluster: int | None
     keywords: list[str] | None
     model_version: str | None
+    topic_of: list[int] | None  # coarse topic of every cluster (groups of clusters, named by their smallest member)
+    topic_keywords: list[str] | None  # keywords of this update's topic
+    generic: bool  # the cluster says how things are said (praise, delivery) rather than what: ranked lower
 
 
 class Tick(TypedDict):
@@ -94,6 +97,9 @@ def make_update(
     cluster: int | None = None,
     keywords: list[str] | None = None,
     model_version: str | None = None,
+    topic_of: list[int] | None = None,
+    topic_keywords: list[str] | None = None,
+    generic: bool = False,
 ) -> Update:
     """The message stage 1 sends to the per-user stage, keyed by ``user_id``."""
     return {
@@ -109,6 +115,9 @@ def make_update(
         "cluster": None if cluster is None else int(cluster),
         "keywords": keywords,
         "model_version": model_version,
+        "topic_of": None if topic_of is None else [int(t) for t in topic_of],
+        "topic_keywords": topic_keywords,
+        "generic": bool(generic),
     }
 
 

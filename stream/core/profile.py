@@ -9,6 +9,9 @@ profile as in-order delivery.
 
 Updates are idempotent: each carries its source partition and offset, and a profile
 skips offsets it has already applied for that source (at-least-once delivery upstream).
+
+Over 300 lines because the update rule and the public view read the same structure: keeping
+them together keeps every field's meaning in one place.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class Rules:
     alert_at: float = 0.6
     recover_at: float = 0.4
     top_clusters: int = 3
+    generic_weight: float = 0.2  # share of interest an event in a "how it is said" cluster counts with
     check_every_ms: int = DAY_MS  # churn checks at every multiple of this, in event time (ticks)
     lateness_ms: int = 0  # a check at b includes the events up to b + lateness, as stage 1's ticks do
 
@@ -83,6 +87,8 @@ def new_profile(user_id: str) -> Profile:
         "sentiment_last": None,
         "reviews_scored": 0,
         "keywords": {},
+        "topic_of": None,  # the newest grouping of clusters into topics (from stage 1)
+        "topic_keywords": {},
         "terms": {},
         "model_version": None,
         "churn": {"alerted": False, "changed_at": None, "checked": None},
@@ -130,9 +136,14 @@ def apply_update(profile: Profile, update: Update, rules: Rules) -> Profile:
         interest = p["decayed"]["interest"]
         p["decayed"]["interest"] = (emb * weight if interest is None else np.asarray(interest) + weight * emb).tolist()
         cluster = str(update["cluster"])
-        p["decayed"]["clusters"][cluster] = p["decayed"]["clusters"].get(cluster, 0.0) + weight
+        interest = weight * (rules.generic_weight if update.get("generic") else 1.0)  # favour what over how
+        p["decayed"]["clusters"][cluster] = p["decayed"]["clusters"].get(cluster, 0.0) + interest
         if update.get("keywords") is not None:
             p["keywords"][cluster] = list(update["keywords"])
+        if update.get("topic_of") and int(cluster) < len(update["topic_of"]):
+            p["topic_of"] = list(update["topic_of"])
+            topic = str(update["topic_of"][int(cluster)])
+            p.setdefault("topic_keywords", {})[topic] = list(update.get("topic_keywords") or [])
         _add_terms(p, cluster, data.get("tokens") or ())
         p["model_version"] = update["model_version"]
     p["applied"][update["source"]] = int(update["offset"])
@@ -260,8 +271,8 @@ def _advance(decayed: dict[str, Any], ts: int, half_life_ms: float) -> float:
         return 0.5 ** ((ref - ts) / half_life_ms)
     scale = 1.0 if ref is None else 0.5 ** ((ts - ref) / half_life_ms)
     if scale != 1.0:
-        for key in ("clusters", "topics", "categories"):
-            decayed[key] = {k: w * scale for k, w in decayed.get(key, {}).items() if w * scale >= MIN_WEIGHT}
+        for key in ("clusters", "categories"):
+            decayed[key] = {k: w * scale for k, w in decayed[key].items() if w * scale >= MIN_WEIGHT}
         if not decayed["clusters"]:
             decayed["interest"] = None
         elif decayed["interest"] is not None:
@@ -387,4 +398,24 @@ def _interests(profile: Profile, rules: Rules, digits: int) -> dict[str, Any]:
             {"cluster": int(c), "share": _share(weights[c], total, digits), "keywords": profile["keywords"].get(c, [])}
             for c in ranked[: rules.top_clusters]
         ],
+        "topics": _top_topics(profile, rules, digits),
     }
+
+
+def _top_topics(profile: Profile, rules: Rules, digits: int) -> list[dict[str, Any]]:
+    """The coarse level: the user's cluster weights summed per topic under the newest grouping, best first.
+
+    Grouping at view time (not per event) keeps shares consistent when the grouping changes.
+    """
+    topic_of = profile.get("topic_of") or []
+    weights: dict[str, float] = {}
+    for cluster, w in profile["decayed"]["clusters"].items():
+        if int(cluster) < len(topic_of):
+            topic = str(topic_of[int(cluster)])
+            weights[topic] = weights.get(topic, 0.0) + w
+    total = sum(weights.values())
+    ranked = sorted(weights, key=lambda t: (-weights[t], int(t)))
+    return [
+        {"topic": int(t), "share": _share(weights[t], total, digits), "keywords": profile.get("topic_keywords", {}).get(t, [])}
+        for t in ranked[: rules.top_clusters]
+    ]

@@ -56,6 +56,7 @@ from stream.worker.encoder import (
     resolve_model,
 )
 
+
 @dataclass(frozen=True)
 class Scores:
     """Agreement of a clustering with the labels (1 = identical partition, ~0 = chance).
@@ -154,11 +155,12 @@ def embed(
     encoder: Encoder | None = None,
     cache_dir: str | Path | None = None,
 ) -> tuple[np.ndarray, str, bool]:
-    """Embeddings of ``encoder_inputs`` in one pass: (rows, encoder version, came from cache).
+    """Embeddings of ``encoder_inputs`` in one pass: (rows, encoder version, all came from cache).
 
     ``settings`` describe the service's encoder (loaded only when needed); tests pass
-    ``encoder`` instead. With ``cache_dir``, rows are stored under a digest of the encoder
-    version, its token limit and the exact inputs, so a second run skips loading and encoding.
+    ``encoder`` instead. With ``cache_dir``, rows are kept per text under a digest of the
+    encoder version and its token limit, so later runs (other samples, other simulated
+    users) encode only the texts not seen before, and a run that needs none skips loading.
     """
     if (settings is None) == (encoder is None):
         raise ValueError("give exactly one of settings (the service's encoder) or encoder")
@@ -167,24 +169,28 @@ def embed(
     else:
         assert settings is not None
         version, max_tokens = encoder_version(resolve_model(settings.model), settings.pooling), settings.max_tokens
-    cache: Path | None = None
+    store: dict[str, np.ndarray] = {}
+    path: Path | None = None
     if cache_dir is not None:
-        digest = hashlib.sha256(f"{version}/max{max_tokens}".encode())
-        for text in encoder_inputs:
-            digest.update(text.encode("utf-8") + b"\0")
-        cache = Path(cache_dir).expanduser() / f"emb-{digest.hexdigest()[:24]}.npy"
-        if cache.is_file():
-            return np.load(cache), version, True
-    if encoder is None:
-        assert settings is not None
-        encoder = load_encoder(settings)
-    x = np.ascontiguousarray(encode_in_chunks(encoder, list(encoder_inputs)), dtype=np.float32)
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npy")
-        np.save(tmp, x)
-        tmp.replace(cache)
-    return x, version, False
+        path = Path(cache_dir).expanduser() / f"emb-{hashlib.sha256(f'{version}/max{max_tokens}'.encode()).hexdigest()[:16]}.npz"
+        if path.is_file():
+            with np.load(path) as data:
+                store = dict(zip(data["keys"].tolist(), data["rows"]))
+    keys = [hashlib.sha1(t.encode("utf-8")).hexdigest() for t in encoder_inputs]
+    todo = list(dict.fromkeys(t for t, k in zip(encoder_inputs, keys) if k not in store))
+    if todo:
+        if encoder is None:
+            assert settings is not None
+            encoder = load_encoder(settings)
+        rows = np.ascontiguousarray(encode_in_chunks(encoder, todo), dtype=np.float32)
+        store.update((hashlib.sha1(t.encode("utf-8")).hexdigest(), r) for t, r in zip(todo, rows))
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp.npz")
+            np.savez(tmp, keys=np.array(list(store)), rows=np.stack(list(store.values())))
+            tmp.replace(path)
+    x = np.stack([store[k] for k in keys]) if keys else np.empty((0, 0), dtype=np.float32)
+    return np.ascontiguousarray(x, dtype=np.float32), version, not todo
 
 
 def run_eval(

@@ -34,6 +34,7 @@ def build_processor(settings: Settings, encoder: Encoder) -> BatchProcessor:
         tick_every_ms=int(settings.churn_check_hours * 3_600_000),
         idle_after=settings.idle_partition_seconds,
         pseudonym_key=settings.pseudonym_key.encode() or None,
+        topics=settings.topics,
     )
 
 

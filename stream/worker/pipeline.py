@@ -61,11 +61,12 @@ class BatchProcessor:
         tick_every_ms: int = 86_400_000,
         idle_after: float = 30.0,
         pseudonym_key: bytes | None = None,
+        topics: int = 0,
     ) -> None:
         self.encoder = encoder
         self.prefixes = dict(prefixes)
         self.intake = Intake(kind_of_topic, limits=limits, currency=currency, pseudonym_key=pseudonym_key)
-        self.learner = Learner(clusterer)
+        self.learner = Learner(clusterer, topics=topics)
         self.clock = Watermark(lateness_ms=lateness_ms, idle_after=idle_after, tick_every_ms=tick_every_ms)
         self.outbox = Outbox(lateness_ms=lateness_ms, tick_every_ms=tick_every_ms)
 
@@ -156,7 +157,7 @@ class BatchProcessor:
         embeddings = self.encoder.encode(inputs)
         timings["encode"] = time.perf_counter() - began
         return [
-            Sample(r.source, r.offset, e.ts_ms, x, c.tokens, payload=(r, e, c), user=e.user_id)
+            Sample(r.source, r.offset, e.ts_ms, x, c.tokens, payload=(r, e, c), text=c.text, user=e.user_id)
             for (r, e), c, x in zip(texts, cleaned, embeddings)
         ]
 
@@ -164,6 +165,9 @@ class BatchProcessor:
         if not samples:
             return []
         keywords = self.learner.keywords(KEYWORDS_PER_CLUSTER)
+        topic_of = self.learner.topic_of
+        topic_keywords = self.learner.topic_keywords(KEYWORDS_PER_CLUSTER)
+        generic = self.learner.generic_clusters()
         version = self.model_version
         updates = []
         for s, label in zip(samples, labels):
@@ -172,6 +176,9 @@ class BatchProcessor:
                 self._update(
                     record, event, _text_data(event, clean),
                     embedding=s.embedding, cluster=int(label), keywords=keywords.get(int(label), []), model_version=version,
+                    topic_of=[topic_of.get(c, c) for c in range(self.clusterer.k)],
+                    topic_keywords=topic_keywords.get(topic_of.get(int(label), int(label)), []),
+                    generic=int(label) in generic,
                 )
             )
         return updates

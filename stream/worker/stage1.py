@@ -225,13 +225,23 @@ class EncodeStage:
         """Cluster sizes and keywords of this worker's model, for GET /clusters."""
         clusterer = self.processor.clusterer
         sizes = clusterer.sizes()
-        keywords = self.processor.learner.keywords(KEYWORDS_PER_CLUSTER * 2)  # only words of enough distinct users
+        learner = self.processor.learner
+        keywords = learner.keywords(KEYWORDS_PER_CLUSTER * 2)  # only words of enough distinct users
+        topic_keywords = learner.topic_keywords(KEYWORDS_PER_CLUSTER * 2)
+        topic_of = {c: learner.topic_of.get(c, c) for c in range(clusterer.k)}
         return {
             "model_version": self.processor.model_version,
             "fitted": clusterer.fitted,
             "texts_learned": clusterer.seen,
             "clusters": [
-                {"cluster": c, "size": round(float(sizes[c]), 2), "keywords": keywords.get(c, [])}
+                {"cluster": c, "topic": topic_of[c], "size": round(float(sizes[c]), 2), "keywords": keywords.get(c, []),
+                 "examples": [text for _, text, _ in learner.examples.get(c, [])]}
                 for c in range(clusterer.k)
             ],
+            "topics": [
+                {"topic": t, "clusters": [c for c in range(clusterer.k) if topic_of[c] == t],
+                 "size": round(sum(float(sizes[c]) for c in range(clusterer.k) if topic_of[c] == t), 2),
+                 "keywords": topic_keywords.get(t, [])}
+                for t in sorted(set(topic_of.values()))
+            ] if clusterer.fitted else [],
         }

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream.core import rfm
+from stream.core.messages import make_update
 from stream.core.profile import (
     DAY_MS,
     Rules,
@@ -22,7 +23,6 @@ from stream.core.profile import (
     new_profile,
     public_view,
 )
-from stream.core.messages import make_update
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 RULES = Rules(half_life_ms=30 * DAY_MS, windows_days=(30, 90), inactivity_days=14)
@@ -208,3 +208,22 @@ def test_an_update_never_shares_a_mutable_part_with_its_input() -> None:
         else:
             c.append("mutated")
     assert json.dumps(p, sort_keys=True) == before
+
+
+def test_events_in_generic_clusters_rank_below_what_the_user_buys() -> None:
+    """Two praise-only reviews (a "how it is said" cluster) weigh less than one review about the product."""
+    praise = [{**update("review", i, T0 + i), "cluster": 7, "generic": True} for i in range(2)]
+    product = {**update("review", 5, T0 + 5), "cluster": 2}
+    top = view(run([*praise, product]), T0 + DAY_MS)["interests"]["top_clusters"]
+    assert [c["cluster"] for c in top] == [2, 7]
+
+
+def test_topics_sum_the_users_clusters_under_the_newest_grouping() -> None:
+    grouping = [0, 0, 0, 5, 5, 5]
+    ups = [{**update("review", i, T0 + i), "cluster": c, "topic_of": grouping, "topic_keywords": [f"w{grouping[c]}"]}
+           for i, c in enumerate([1, 2, 5])]
+    topics = view(run(ups), T0 + DAY_MS)["interests"]["topics"]
+    assert [(t["topic"], t["keywords"]) for t in topics] == [(0, ["w0"]), (5, ["w5"])]
+    assert topics[0]["share"] > topics[1]["share"]
+    regrouped = {**update("review", 9, T0 + 9), "cluster": 5, "topic_of": [0, 0, 0, 5, 5, 0], "topic_keywords": ["w0"]}
+    assert [t["topic"] for t in view(run([*ups, regrouped]), T0 + DAY_MS)["interests"]["topics"]] == [0]
