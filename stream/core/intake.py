@@ -17,8 +17,8 @@ from typing import Any
 from stream.core.events import Event, Limits, Reason, Rejected, decode
 from stream.core.messages import dead_letter
 from stream.core.privacy import contains_pii, pseudonym, scrub
-from stream.core.redact import mask_tree
 from stream.core.profile import ATTRIBUTES
+from stream.core.redact import mask_tree
 
 SCRUBBED = ("category", "region", "occupation", "item_id", "order_id")  # free-form strings that may reach outputs
 

@@ -15,7 +15,7 @@ were learned; a forgotten user's snippets are dropped with their keyword counts)
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,6 +92,10 @@ class Learner:
             return None
         times = [s.ts_ms for s in (*self.pending, *fresh)]
         return min(times) if times else None
+
+    def drop_held(self, covered: Callable[[str | None, int], bool]) -> None:
+        """Stop holding texts a forget request covers: they are never learned, and their offsets may be acked."""
+        self.pending = [s for s in self.pending if not covered(s.user, s.ts_ms)]
 
     def held_positions(self) -> frozenset[tuple[str, int]]:
         """("source", offset) of the texts waiting for the warm start."""

@@ -7,7 +7,8 @@ mapping works, so tests pass dicts) and publishes the returned :class:`Outputs` 
   was applied already (redelivery), store the profile, publish it; first make the churn
   checks the event comes after (:func:`~stream.core.profile.catch_up`).
 * :meth:`ProfileStage.forget`: the right to be forgotten. The profile is deleted, only its
-  applied offsets are kept (so a late or redelivered update cannot resurrect it), a
+  applied offsets and the request's event time are kept (so a redelivered update, or a late
+  one from before the request, cannot resurrect it; later events start a new profile), a
   tombstone is published, and the user's keyword contributions are returned for stage 1 to
   take back (stage 2 never touches stage 1's state itself).
 * :meth:`ProfileStage.tick`: the churn check at a boundary of event time for every user of
@@ -78,7 +79,7 @@ class ProfileStage:
         """Make the churn checks the event comes after (alerts only ever come from checks), then apply it."""
         user = update["user_id"]
         profile = self._current(user)
-        if already_applied(profile, update):
+        if already_applied(profile, update) or self._erased(user, int(update["ts"])):
             return Outputs()
         profile, checks = catch_up(profile, int(update["ts"]), self.rules)
         updated = apply_update(profile, update, self.rules)
@@ -96,7 +97,8 @@ class ProfileStage:
         profile = self._current(user)
         if already_applied(profile, update):
             return Outputs()
-        self.forgotten[user] = {"applied": {**profile["applied"], update["source"]: update["offset"]}}
+        at = max(int(update["ts"]), (self.forgotten.get(user) or {}).get("at", int(update["ts"])))
+        self.forgotten[user] = {"applied": {**profile["applied"], update["source"]: update["offset"]}, "at": at}
         out = Outputs(tombstones=[user])
         if user in self.table:
             del self.table[user]
@@ -121,6 +123,11 @@ class ProfileStage:
         if profile is None:
             return None
         return public_view(profile, as_of=as_of, updated_at_ms=self.clock_ms(), rules=self.rules)
+
+    def _erased(self, user: str, ts_ms: int) -> bool:
+        """An event at or before the user's forget request is dropped whenever it arrives (late, replayed)."""
+        at = (self.forgotten.get(user) or {}).get("at")
+        return at is not None and ts_ms <= at
 
     def _current(self, user: str) -> Profile:
         profile = self.table.get(user)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from stream.core.clustering import OnlineClusterer
+from stream.core.erasure import Erasures
 from stream.core.events import Event, Limits, Rejected
 from stream.core.intake import DeadLetter, Intake, Record, plain_data
 from stream.core.keywords import ClusterTerms
@@ -68,6 +69,7 @@ class BatchProcessor:
         self.intake = Intake(kind_of_topic, limits=limits, currency=currency, pseudonym_key=pseudonym_key)
         self.learner = Learner(clusterer, topics=topics)
         self.clock = Watermark(lateness_ms=lateness_ms, idle_after=idle_after, tick_every_ms=tick_every_ms)
+        self.erasures = Erasures()
         self.outbox = Outbox(lateness_ms=lateness_ms, tick_every_ms=tick_every_ms)
 
     @property
@@ -92,11 +94,13 @@ class BatchProcessor:
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint must hold besides the clusterer, to resume exactly."""
-        return {**self.learner.state(), **self.clock.state(), "encoder_version": self.encoder.version}
+        return {**self.learner.state(), **self.clock.state(), **self.erasures.state(),
+                "encoder_version": self.encoder.version}
 
     def load_state(self, clusterer: OnlineClusterer, state: Mapping[str, Any]) -> None:
         self.learner.load_state(clusterer, state)
         self.clock.load_state(state)
+        self.erasures.load_state(state)
 
     def process(
         self,
@@ -128,10 +132,15 @@ class BatchProcessor:
                 result.dead_letters.append(DeadLetter(record, decoded.reason, decoded.error, self.intake.pseudonym_key))
                 continue
             self.clock.event(record.source, decoded.ts_ms)
+            if decoded.kind == "forget":
+                self.erasures.record(decoded.user_id, decoded.ts_ms)
             if decoded.text is None:
                 result.updates.append(self._update(record, decoded, plain_data(decoded)))
             else:
                 texts.append((record, decoded))
+        # A forget request covers the user's texts up to its event time: in this batch, held, or late.
+        self.learner.drop_held(self.erasures.covers)
+        texts = [(r, e) for r, e in texts if not self.erasures.covers(e.user_id, e.ts_ms)]
         fresh = self._encode(texts, result.timings)
         clustering = time.perf_counter()
         step = self.learner.step(fresh, force_fit=force_fit)
@@ -141,6 +150,7 @@ class BatchProcessor:
         self.clock.advance(highwaters, now, held_from_ms=None if stuck else self.learner.oldest_held(()))
         result.held = step.held
         result.updates.extend(self._text_updates(step.assigned, step.labels))
+        self.erasures.expire(self.clock.value)
         result.ticks = self.clock.ticks()  # safe while texts are held: the watermark stays before them
         result.updates, result.ticks_before = self.outbox.release(result.updates, result.ticks, self.clock.last_tick)
         result.held_positions = self.learner.held_positions() | self.outbox.positions()
