@@ -116,26 +116,34 @@ class Outbox:
     half does not when one partition is read ahead of another (a backlog, or one batch
     spanning the boundary), so such updates wait here for their tick. The churn check at b
     then sees exactly the events up to b + lateness however fast the input was read. Events
-    later than the watermark (beyond the allowed lateness) are applied when they come.
+    later than the watermark (beyond the allowed lateness) are applied when they come. An
+    update never waits longer than ``max_wait`` seconds (the idleness delay): a watermark that
+    cannot move (a partition whose end is unknown) must not stop profiles; the per-user
+    catch-up of stage 2 then keeps the checks right but for cross-partition skew.
     """
 
-    def __init__(self, *, lateness_ms: int, tick_every_ms: int) -> None:
+    def __init__(self, *, lateness_ms: int, tick_every_ms: int, max_wait: float = 30.0) -> None:
         self.lateness_ms = lateness_ms
         self.tick_every_ms = tick_every_ms
+        self.max_wait = max_wait
         self.waiting: list[dict[str, Any]] = []
+        self.since: dict[tuple[str, int], float] = {}  # when each waiting update came (monotonic seconds)
 
     def positions(self) -> frozenset[tuple[str, int]]:
         """("topic/partition", offset) of the updates still waiting (their records must not be acked)."""
         return frozenset((u["source"], u["offset"]) for u in self.waiting)
 
     def release(
-        self, updates: Iterable[dict[str, Any]], ticks: list[int], last_tick: int | None
+        self, updates: Iterable[dict[str, Any]], ticks: list[int], last_tick: int | None, now: float = 0.0
     ) -> tuple[list[dict[str, Any]], list[int]]:
         """Updates to send now in order, and for each of ``ticks`` how many of them go before it.
 
         ``last_tick`` is the newest boundary ticked so far (None before the first): updates
         within reach of the next one go out now, later ones wait.
         """
+        updates = list(updates)
+        for u in updates:
+            self.since.setdefault((u["source"], u["offset"]), now)
         pending = sorted([*self.waiting, *updates], key=lambda u: u["ts"])
         out: list[dict[str, Any]] = []
         before: list[int] = []
@@ -150,7 +158,11 @@ class Outbox:
             while i < len(pending) and pending[i]["ts"] <= reach:
                 out.append(pending[i])
                 i += 1
-        overflow = max(0, len(pending) - i - MAX_WAITING)
-        out += pending[i : i + overflow]
-        self.waiting = pending[i + overflow :]
+        rest = pending[i:]
+        overdue = [u for u in rest if now - self.since[(u["source"], u["offset"])] >= self.max_wait]
+        rest = [u for u in rest if now - self.since[(u["source"], u["offset"])] < self.max_wait]
+        overflow = max(0, len(rest) - MAX_WAITING)
+        out += sorted([*overdue, *rest[:overflow]], key=lambda u: u["ts"])
+        self.waiting = rest[overflow:]
+        self.since = {(u["source"], u["offset"]): self.since[(u["source"], u["offset"])] for u in self.waiting}
         return out, before

@@ -70,7 +70,7 @@ class BatchProcessor:
         self.learner = Learner(clusterer, topics=topics)
         self.clock = Watermark(lateness_ms=lateness_ms, idle_after=idle_after, tick_every_ms=tick_every_ms)
         self.erasures = Erasures()
-        self.outbox = Outbox(lateness_ms=lateness_ms, tick_every_ms=tick_every_ms)
+        self.outbox = Outbox(lateness_ms=lateness_ms, tick_every_ms=tick_every_ms, max_wait=idle_after)
 
     @property
     def clusterer(self) -> OnlineClusterer:
@@ -152,7 +152,7 @@ class BatchProcessor:
         result.updates.extend(self._text_updates(step.assigned, step.labels))
         self.erasures.expire(self.clock.value)
         result.ticks = self.clock.ticks()  # safe while texts are held: the watermark stays before them
-        result.updates, result.ticks_before = self.outbox.release(result.updates, result.ticks, self.clock.last_tick)
+        result.updates, result.ticks_before = self.outbox.release(result.updates, result.ticks, self.clock.last_tick, now)
         result.held_positions = self.learner.held_positions() | self.outbox.positions()
         result.timings["cluster"] = time.perf_counter() - clustering
         result.timings["decode_clean"] = clustering - started - result.timings.get("encode", 0.0)

@@ -298,3 +298,11 @@ def test_a_backlog_read_in_any_order_alerts_exactly_as_live(seed: int, data: st.
     by_user = lambda alerts: {u: [(k, t) for u2, k, t in alerts if u2 == u] for u in {a[0] for a in alerts}}  # noqa: E731
     assert by_user(backlog_alerts) == by_user(live_alerts)
     assert backlog_profiles == live_profiles
+
+
+def test_an_update_never_waits_longer_than_the_idleness_delay() -> None:
+    """A watermark that cannot move (a partition whose end is unknown) must not stop profiles."""
+    box = Outbox(lateness_ms=0, tick_every_ms=DAY_MS, max_wait=30.0)
+    assert box.release([upd(T0 + 5 * DAY_MS)], [], last_tick=T0, now=100.0) == ([], [])
+    assert box.release([], [], last_tick=T0, now=129.0) == ([], [])
+    assert box.release([], [], last_tick=T0, now=130.0) == ([upd(T0 + 5 * DAY_MS)], []) and not box.positions()
