@@ -107,6 +107,24 @@ class Watermark:
 MAX_WAITING = 100_000  # updates held back for a tick at most; beyond, the oldest go out early (see Outbox)
 
 
+def _release_times(updates: Iterable[dict[str, Any]]) -> dict[int, int]:
+    """Per update (by id), the event time from which it may go out: its own, or a later one before it.
+
+    Stage 2 skips an update whose offset is at or below the last one applied for its user and
+    source partition (that is how redelivery is made idempotent), so a user's updates from one
+    partition must reach it in offset order. An update therefore never overtakes an earlier
+    one of the same user and partition: it goes out at the newest event time among itself and
+    those before it.
+    """
+    due: dict[int, int] = {}
+    newest: dict[tuple[str, str], int] = {}
+    for u in sorted(updates, key=lambda u: (u["source"], u["offset"])):
+        lane = (u["source"], u["user_id"])
+        newest[lane] = max(newest.get(lane, u["ts"]), u["ts"])
+        due[id(u)] = newest[lane]
+    return due
+
+
 class Outbox:
     """Puts stage 1's updates and ticks in event-time order for stage 2.
 
@@ -119,7 +137,8 @@ class Outbox:
     later than the watermark (beyond the allowed lateness) are applied when they come. An
     update never waits longer than ``max_wait`` seconds (the idleness delay): a watermark that
     cannot move (a partition whose end is unknown) must not stop profiles; the per-user
-    catch-up of stage 2 then keeps the checks right but for cross-partition skew.
+    catch-up of stage 2 then keeps the checks right but for cross-partition skew. A user's
+    updates from one partition keep their offset order (see :func:`_release_times`).
     """
 
     def __init__(self, *, lateness_ms: int, tick_every_ms: int, max_wait: float = 30.0) -> None:
@@ -144,25 +163,26 @@ class Outbox:
         updates = list(updates)
         for u in updates:
             self.since.setdefault((u["source"], u["offset"]), now)
-        pending = sorted([*self.waiting, *updates], key=lambda u: u["ts"])
+        due = _release_times([*self.waiting, *updates])
+        pending = sorted([*self.waiting, *updates], key=lambda u: (due[id(u)], u["source"], u["offset"]))
         out: list[dict[str, Any]] = []
         before: list[int] = []
         i = 0
         for boundary in ticks:
-            while i < len(pending) and pending[i]["ts"] <= boundary + self.lateness_ms:
+            while i < len(pending) and due[id(pending[i])] <= boundary + self.lateness_ms:
                 out.append(pending[i])
                 i += 1
             before.append(len(out))
         if last_tick is not None:
             reach = (last_tick // self.tick_every_ms + 1) * self.tick_every_ms + self.lateness_ms
-            while i < len(pending) and pending[i]["ts"] <= reach:
+            while i < len(pending) and due[id(pending[i])] <= reach:
                 out.append(pending[i])
                 i += 1
         rest = pending[i:]
         overdue = [u for u in rest if now - self.since[(u["source"], u["offset"])] >= self.max_wait]
         rest = [u for u in rest if now - self.since[(u["source"], u["offset"])] < self.max_wait]
         overflow = max(0, len(rest) - MAX_WAITING)
-        out += sorted([*overdue, *rest[:overflow]], key=lambda u: u["ts"])
+        out += sorted([*overdue, *rest[:overflow]], key=lambda u: (due[id(u)], u["source"], u["offset"]))
         self.waiting = rest[overflow:]
         self.since = {(u["source"], u["offset"]): self.since[(u["source"], u["offset"])] for u in self.waiting}
         return out, before

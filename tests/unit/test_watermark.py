@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream.core.watermark import Watermark
+from stream.core.watermark import Outbox, Watermark
 
 DAY = 86_400_000
 
@@ -70,3 +70,31 @@ def test_the_watermark_never_goes_back(steps: list[tuple[int, int, float]]) -> N
         value = w.advance({f"t/{p}": 1 for p in range(4)}, now)
         assert value >= last
         last = value
+
+
+def _update(offset: int, ts: int, user: str = "u1", source: str = "orders/0") -> dict:
+    return {"kind": "order", "user_id": user, "source": source, "offset": offset, "ts": ts}
+
+
+def test_outbox_keeps_each_users_partition_in_offset_order_when_event_times_are_out_of_order() -> None:
+    """Stage 2 skips offsets at or below the last applied one: overtaking would lose the earlier update."""
+    outbox = Outbox(lateness_ms=0, tick_every_ms=100)
+    sent, _ = outbox.release([_update(0, 50), _update(1, 10), _update(2, 30), _update(0, 5, user="u2", source="orders/1")],
+                             ticks=[], last_tick=0, now=0.0)
+    mine = [u["offset"] for u in sent if u["user_id"] == "u1"]
+    assert mine == [0, 1, 2]
+    assert [u["user_id"] for u in sent][0] == "u2", "other users still go in event-time order"
+
+
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 1_000)), max_size=60), st.integers(0, 1_000))
+def test_outbox_never_reorders_a_users_partition(events: list[tuple[int, int]], boundary: int) -> None:
+    outbox = Outbox(lateness_ms=0, tick_every_ms=1_000)
+    updates = [_update(offset, ts, user=f"u{user}") for offset, (user, ts) in enumerate(events)]
+    first, _ = outbox.release(updates[: len(updates) // 2], ticks=[], last_tick=None, now=0.0)
+    second, _ = outbox.release(updates[len(updates) // 2 :], ticks=[boundary], last_tick=boundary, now=1.0)
+    third, _ = outbox.release([], ticks=[], last_tick=None, now=1e9)  # everything overdue goes out
+    sent = [*first, *second, *third]
+    assert sorted(u["offset"] for u in sent) == list(range(len(updates)))
+    for user in {u["user_id"] for u in updates}:
+        offsets = [u["offset"] for u in sent if u["user_id"] == user]
+        assert offsets == sorted(offsets)
