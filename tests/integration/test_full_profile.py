@@ -136,6 +136,10 @@ def test_full_profile_alerts_and_replay(broker, settings_factory, tmp_path: Path
         end = max(parse_ts(fe.event["ts"]) for fe in events)
         back = [FeedEvent("search", {"event_id": f"back-{u}", "user_id": u, "ts": end + DAY_MS, "query": "手机壳"}, None)
                 for u in sorted(silent)]
+        # Alerts come from churn checks in event time: an event two days later (another user) carries event
+        # time past the first check after the returns, where each returning user recovers.
+        back.append(FeedEvent("search", {"event_id": "clock", "user_id": "u-clock", "ts": end + 3 * DAY_MS,
+                                         "query": "耳机"}, None))
         produce_feed(settings, back)
         settle(settings, events + back, worker)
         returned = {u: end + DAY_MS for u in silent}
