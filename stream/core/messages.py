@@ -19,7 +19,7 @@ from typing import Any, Literal, TypedDict
 import numpy as np
 
 from stream.core.events import format_ts
-from stream.core.redact import ERROR_LIMIT, mask_head, redact_bytes, redact_key
+from stream.core.redact import ERROR_LIMIT, encodable, mask_head, redact_bytes, redact_key
 
 PROFILE_SCHEMA_VERSION = 2
 
@@ -156,7 +156,7 @@ def dead_letter(
         "truncated": bool(text and text.truncated),
         "pii_masked": [] if text is None else list(text.kinds),
         "reason": reason,
-        "error": mask_head(error, ERROR_LIMIT).value,
+        "error": encodable(mask_head(error, ERROR_LIMIT).value),
         "failed_at": format_ts(failed_at_ms),
     }
 

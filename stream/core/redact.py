@@ -148,10 +148,25 @@ def redact_bytes(raw: bytes, limit: int = TEXT_LIMIT) -> Masked:
             head, masked.kinds, masked.truncated or len(head) < len(serialised)
         )
     return Masked(
-        result.value + TRUNCATION_MARK if result.truncated else result.value,
+        encodable(result.value + TRUNCATION_MARK if result.truncated else result.value),
         result.kinds,
         result.truncated,
     )
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def encodable(text: str) -> str:
+    """``text`` with lone surrogates (from ``\\ud800`` escapes or undecodable input) as U+FFFD.
+
+    A dead letter must always serialise: orjson, Faust's JSON codec, refuses lone surrogates,
+    and one such record would otherwise stop the worker each time it is redelivered.
+
+    >>> encodable("a" + chr(0xD800) + "b") == "a" + chr(0xFFFD) + "b"
+    True
+    """
+    return _LONE_SURROGATE.sub("\ufffd", text)
 
 
 def redact_key(key: bytes | None, pseudonym_key: bytes | None) -> str | None:

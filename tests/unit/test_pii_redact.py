@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stream.core.messages import dead_letter
 from stream.core.pii import alnum_of, digits_of
 from stream.core.privacy import pseudonym
 from stream.core.redact import (
@@ -109,3 +112,15 @@ def test_redaction_never_raises_and_respects_the_cap(raw: bytes) -> None:
     assert (
         redact_bytes(result.value.encode(), limit=300).kinds == () or result.truncated
     )
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"event_id":"e","user_id":"u","ts":1,"text":"\\ud800"}',
+    b'{"text":"\\udc00\\ud83d"',
+    b'"\\ud800" not json',
+])
+def test_a_dead_letter_with_lone_surrogate_escapes_always_serialises(raw: bytes) -> None:
+    """Faust's JSON codec (orjson) refuses lone surrogates; one such record must not stop the worker."""
+    letter = dead_letter(topic="reviews", partition=0, offset=1, key=None, value=raw, reason="not valid JSON",
+                         error="bad \ud800 input", failed_at_ms=0)
+    assert orjson.loads(orjson.dumps(letter))["reason"] == "not valid JSON"
