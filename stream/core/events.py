@@ -27,6 +27,8 @@ from typing import Any
 import fastjsonschema
 import orjson
 
+from stream.core.text import mask_pii
+
 MAX_TS_MS = 253402300799999  # 9999-12-31T23:59:59.999Z, the largest time RFC 3339 can write
 #: Oldest accepted event time, 2000-01-01T00:00:00Z: older times are zero defaults or epoch
 #: seconds sent as milliseconds (2026 in seconds reads as January 1970), not e-commerce events.
@@ -207,7 +209,10 @@ def decode(kind: str, value: bytes | None, *, now_ms: int, limits: Limits) -> Ev
         if len(free_text) > limits.reject_text_chars:
             return Rejected(Reason.TEXT_TOO_LONG, f"{len(free_text)} characters > limit {limits.reject_text_chars}")
         if len(free_text) > limits.max_text_chars:
-            cut = len(free_text) - limits.max_text_chars
+            # Mask the whole text before cutting it: a cut through a phone number would leave a
+            # fragment that masking can no longer recognise.
+            free_text = mask_pii(free_text)[0]
+            cut = max(0, len(free_text) - limits.max_text_chars)
             free_text = obj[text_field] = free_text[: limits.max_text_chars]
     if kind == "order":
         amount = _exact_amount(_DECIMALS.decode(text)["amount"])

@@ -585,3 +585,22 @@ def test_every_reason_written_in_the_code_is_in_the_schema() -> None:
 def test_integers_of_any_size_are_kept_exact() -> None:
     event = dec("review", with_("review", extra=[-(2**63) - 1, 2**70]))
     assert isinstance(event, Event) and event.fields["extra"] == [-(2**63) - 1, 2**70]
+
+
+@pytest.mark.parametrize("secret", ["13812345678", "138 1234 5678", "zhang.san@example.com", "110101199003074514"])
+@pytest.mark.parametrize("at", range(480, 500))
+def test_cutting_a_long_text_never_leaves_a_fragment_of_personal_data(secret: str, at: int) -> None:
+    """The cut for the encoder happens after masking: a cut through a phone would leave digits no one can mask."""
+    text = "好" * at + secret + "很好" * 20
+    body = {"event_id": "e", "user_id": "u", "ts": NOW_FOR_CUT, "item_id": "i", "text": text}
+    event = decode("review", json.dumps(body, ensure_ascii=False).encode(), now_ms=NOW_FOR_CUT,
+                   limits=Limits(max_text_chars=500, reject_text_chars=100_000, max_future_ms=300_000))
+    assert not isinstance(event, Rejected)
+    def shadow(s: str) -> str:
+        return "".join(ch for ch in s if ch.isascii() and ch.isalnum())
+
+    kept, sought = shadow(event.text), shadow(secret)
+    assert not any(sought[k : k + 5] in kept for k in range(len(sought) - 4)), (at, event.text[-30:])
+
+
+NOW_FOR_CUT = 1_767_225_600_000
