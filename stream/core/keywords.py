@@ -33,6 +33,9 @@ Tokens are expected to be stopword-filtered already (``stream.core.text.clean``)
 ['屏幕', '电池']
 >>> ClusterTerms.from_dict(terms.to_dict()) == terms
 True
+
+The module is one class and its doctests: counts, decay, pruning, the distinct-writer rule,
+forgetting and the snapshot codec change together, so they stay in one place.
 """
 
 from __future__ import annotations
