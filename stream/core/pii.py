@@ -62,6 +62,8 @@ def _digit_table() -> dict[int, str]:
             folded = unicodedata.normalize("NFKC", ch)
             if len(folded) == 1 and "0" <= folded <= "9":
                 value = int(folded)
+        if value is None:
+            value = unicodedata.digit(ch, None)  # dingbat and enclosed digits: ❶ ➀ ⓵
         if value is not None:
             table[cp] = str(value)
     return table
@@ -88,7 +90,7 @@ _INVISIBLE_CPS = sorted(
     cp
     for cp in (*range(0x20000), *range(0xE0000, 0xE1000))
     if (
-        unicodedata.category(chr(cp)) in ("Cf", "Cs")
+        unicodedata.category(chr(cp)) in ("Cf", "Cs", "Mn", "Me")  # marks: a tilde on a digit hides nothing
         or (unicodedata.category(chr(cp)) == "Cc" and not chr(cp).isspace())
     )
     or 0xFE00 <= cp <= 0xFE0F
@@ -100,7 +102,7 @@ _INVISIBLE_SET = frozenset(_INVISIBLE_CPS)
 # Separators that may sit between the digits of one number: spaces, dots, every dash, underscores,
 # brackets, plus signs, bullets, symbols and emoji. Not , / : which separate distinct numbers.
 _SEP_CPS = sorted(
-    {ord(c) for c in " \t\n\r\f\v.-_·•・()[]{}<>【】〔〕「」《》+~|=*#'\"‘’“”。−"}
+    {ord(c) for c in " \t\n\r\f\v.-_·•・()[]{}<>【】〔〕「」《》+~|=*#'\"‘’“”。−、;\u2028\u2029"}
     | {
         cp
         for cp in range(0x80, 0x20000)
@@ -118,8 +120,8 @@ _OTHER_DIGIT = re.compile(
 )  # NFKC text: only script digits (٣, ३) are left to map
 _CN_ANY = re.compile(f"[{_CN}]")
 _ANY_DIGIT = re.compile("[0-9]")
-_CN_RUN = re.compile(rf"[0-9{_CN}](?:[{_SEP}]{{0,4}}[0-9{_CN}]){{4,}}")
-_RUN = re.compile(rf"[0-9](?:[{_SEP}]{{0,4}}[0-9])*")
+_CN_RUN = re.compile(rf"[0-9{_CN}](?:[{_SEP}]{{0,8}}[0-9{_CN}]){{4,}}")
+_RUN = re.compile(rf"[0-9](?:[{_SEP}]{{0,8}}[0-9])*")
 _GROUP = re.compile(r"[0-9]+")
 _SEP_ONLY = re.compile(rf"[{_SEP}]{{0,2}}")
 
