@@ -66,9 +66,14 @@ def browser() -> Iterator[Any]:
 
 
 def wait_until(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
+    from selenium.common.exceptions import StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        value = check()
+        try:
+            value = check()
+        except StaleElementReferenceException:  # the page re-rendered between finding and reading: look again
+            value = None
         if value:
             return value
         time.sleep(0.5)
@@ -145,10 +150,11 @@ def test_dashboard_shows_clusters_alerts_and_a_profile(broker, settings_factory,
         # New users' events while the page watches: the throughput shows them live.
         more = [FeedEvent(fe.kind, {**fe.event, "user_id": "x" + fe.event["user_id"]}, None)
                 for fe in demo_feed(6, 200, seed=6, gap_ms=120 * DAY_MS // 200)]
-        feeding = threading.Thread(target=produce_feed, args=(settings, more), kwargs={"rate": 40.0})
+        # Paced over about 20 s, so a loaded machine still sees the rate while the feed lasts.
+        feeding = threading.Thread(target=produce_feed, args=(settings, more), kwargs={"rate": 10.0})
         feeding.start()
         rate = wait_until(lambda: (lambda t: t if t not in ("–", "0.0") else None)(
-            browser.find_element(By.ID, "kpi-in").text), "live throughput", 20)
+            browser.find_element(By.ID, "kpi-in").text), "live throughput", 60)
         assert float(rate) > 0
         feeding.join()
         events += more
@@ -172,7 +178,9 @@ def test_dashboard_shows_clusters_alerts_and_a_profile(broker, settings_factory,
         user = risks[0].get_attribute("data-user")
         assert user in {a["user_id"] for _, v in read_topic(settings, settings.topic_alerts) if v
                         for a in [json.loads(v)] if a["type"] == "churn_risk"}
-        risks[0].click()  # opens that user's profile
+        # Opens that user's profile; the list re-renders on every poll, so find the item afresh to click it.
+        wait_until(lambda: browser.find_element(By.CSS_SELECTOR, f'#alerts li.alert[data-user="{user}"]').click() or True,
+                   "the alert to open")
         churn = wait_until(lambda: browser.find_element(By.ID, "profile").find_elements(By.ID, "profile-churn"),
                            "the profile")[0].text
         status, profile = worker.http_get(f"/profiles/{user}")
