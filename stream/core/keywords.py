@@ -53,10 +53,7 @@ TRACKED_USERS = 8  # users remembered per word: enough that forgetting a few rar
 #: and forgetting are unchanged) but never become keywords, so a cluster is named by what is
 #: bought. Measured by ``stream eval --users`` (share of keywords not specific to a category).
 GENERIC_TERMS = frozenset(
-    "好评 差评 中评 不错 满意 不满意 喜欢 推荐 值得 失望 后悔 垃圾 还行 很好 不好 好用 太差 很差 差劲 一般般 完美 "
-    "物流 快递 发货 送货 到货 收到 包装 客服 卖家 店家 商家 服务 态度 速度 价格 便宜 实惠 性价比 划算 正品 质量 "
-    "东西 宝贝 商品 产品 购买 购物 下次 回购 五星 满分 给力 支持 京东 当当 亚马逊 淘宝 退货 换货 售后 退款 评价 "
-    "好好 挺不错 不错不错 很棒 超级 感谢 谢谢 不值 值 买 买的 买了 用 用了 好 差 棒 赞 坑 骗".split()
+    ["好评", "差评", "中评", "不错", "满意", "不满意", "喜欢", "推荐", "值得", "失望", "后悔", "垃圾", "还行", "很好", "不好", "好用", "太差", "很差", "差劲", "一般般", "完美", "物流", "快递", "发货", "送货", "到货", "收到", "包装", "客服", "卖家", "店家", "商家", "服务", "态度", "速度", "价格", "便宜", "实惠", "性价比", "划算", "正品", "质量", "东西", "宝贝", "商品", "产品", "购买", "购物", "下次", "回购", "五星", "满分", "给力", "支持", "京东", "当当", "亚马逊", "淘宝", "退货", "换货", "售后", "退款", "评价", "好好", "挺不错", "不错不错", "很棒", "超级", "感谢", "谢谢", "不值", "值", "买", "买的", "买了", "用", "用了", "好", "差", "棒", "赞", "坑", "骗"]
 )
 DEFAULT_MIN_COUNT = 0.01  # below this a decayed count is noise: about 6.6 half-lives after a single sighting
 _ZERO = 1e-9  # what remains of a count after add + remove of the same weight, up to float rounding
@@ -105,11 +102,14 @@ class ClusterTerms:
 
     # ------------------------------------------------------------------ updates
 
-    def add(self, cluster: int, tokens: Sequence[str], weight: float = 1.0, user: str | None = None) -> None:
+    def add(
+        self, cluster: int, tokens: Sequence[str], weight: float = 1.0, user: str | None = None, tag: str | None = None
+    ) -> None:
         """Count each token occurrence of one text (repeats count again: it is term frequency).
 
         ``weight`` lets a caller down-weight e.g. search queries against reviews; ``user`` (the
-        writer's pseudonymous id) counts towards the distinct users of each token.
+        writer's pseudonymous id), or ``tag`` (its :func:`user_tag`, as workers send it) counts
+        towards the distinct users of each token.
         """
         _check_weight(weight)
         if weight == 0 or not tokens:
@@ -117,8 +117,8 @@ class ClusterTerms:
         terms = self.counts.setdefault(int(cluster), {})
         for token in tokens:
             terms[token] = terms.get(token, 0.0) + weight
-        if user is not None:
-            tag = user_tag(user)
+        tag = user_tag(user) if user is not None else tag
+        if tag is not None:
             seen = self.users.setdefault(int(cluster), {})
             for token in set(tokens):
                 tags = seen.setdefault(token, [])
@@ -160,7 +160,10 @@ class ClusterTerms:
         >>> t.forget_user("b"); t.top_keywords(1, min_users=3)
         {0: []}
         """
-        tag = user_tag(user)
+        self.forget_tag(user_tag(user))
+
+    def forget_tag(self, tag: str) -> None:
+        """:meth:`forget_user` for a writer known only by its :func:`user_tag`."""
         for cluster in list(self.users):
             for token in list(self.users[cluster]):
                 tags = self.users[cluster][token]

@@ -1,16 +1,16 @@
-"""Learning of stage 1: warm-start buffering, online clustering and keyword counts, idempotent per offset.
+"""Learning of stage 1: assign with the application's current model, send what was learned to its owner.
 
-Texts wait in a buffer until there are ``clusterer.warmup`` of them (or at least k when a
-fit is forced); then the clusterer warm-starts on the buffer. After that each micro-batch
-is learned, then assigned, so that keyword counts and published clusters share the labels.
-Per source partition the learner remembers the last offset it learned from: a redelivered
-text is assigned but not learned again, so a restart never re-applies learning that a
-checkpoint already holds. ``stream eval`` drives this same class.
+The interest model is one per application (:mod:`stream.core.shared_model`): this worker
+labels texts with the latest :class:`~stream.core.shared_model.ModelView` it has and turns
+what it learned into messages for the owner (:mod:`stream.core.model_owner`): per-cluster
+sums and counts, tokens and writer tags for the keywords, and a few snippet candidates.
+Before the first version exists, texts are held and sent once as warm-up samples; the owner
+fits the first centres on what all workers sent.
 
-Beside the clusters it keeps what makes them readable: the coarse topics (centroids grouped
-by :func:`~stream.core.coarse.group_clusters`, recomputed whenever the centres move) and a
-few representative snippets per cluster (the masked texts closest to the centre when they
-were learned; a forgotten user's snippets are dropped with their keyword counts).
+Per input partition the learner remembers the last offset whose learning was sent (or that a
+model version already covers): a redelivered text is assigned again but never sent twice, so
+a restart or a rebalance neither loses nor double-counts learning. ``stream eval`` and the
+unit tests drive this same class with an in-process owner.
 """
 
 from __future__ import annotations
@@ -21,11 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from stream.core.clustering import OnlineClusterer
-from stream.core.coarse import group_clusters, topic_terms
-from stream.core.keywords import GENERIC_TERMS, MIN_KEYWORD_USERS, ClusterTerms
+from stream.core.clustering import encode_array
+from stream.core.keywords import user_tag
+from stream.core.shared_model import FORGET, LEARN, WARMUP, ModelView
 
-MAX_TERMS_PER_CLUSTER = 500
 EXAMPLES_PER_CLUSTER = 3
 SNIPPET_CHARS = 80
 
@@ -46,132 +45,161 @@ class Sample:
 
 @dataclass
 class Step:
-    """What one micro-batch produced: the samples to publish with their clusters, and how many are held."""
+    """What one micro-batch produced: the samples to publish with their clusters, how many are held,
+    and the messages for the model owner (to be delivered before the batch's records are acked)."""
 
     assigned: list[Sample] = field(default_factory=list)
     labels: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     held: int = 0
-
-
-def generic_clusters(terms: ClusterTerms, n: int = 10) -> set[int]:
-    """Clusters that say how rather than what: at least half of their top ``n`` keywords are generic review words."""
-    ranked = terms.top_keywords(n)
-    return {c for c, kws in ranked.items() if kws and sum(w in GENERIC_TERMS for w, _ in kws) * 2 >= len(kws)}
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    view: ModelView | None = None  # the version that assigned ``assigned`` (its learning may make a newer one)
 
 
 class Learner:
-    """Owns the clusterer, the keyword counts and the learned offsets; no I/O."""
+    """Holds the current model view, the texts waiting for the first one and the positions sent; no I/O."""
 
-    def __init__(
-        self, clusterer: OnlineClusterer, *, topics: int = 0, max_terms_per_cluster: int = MAX_TERMS_PER_CLUSTER
-    ) -> None:
-        self.clusterer = clusterer
-        self.topics = topics
-        self.max_terms_per_cluster = max_terms_per_cluster
-        self.terms = ClusterTerms()
-        self.learned: dict[str, int] = {}
+    def __init__(self, encoder_version: str) -> None:
+        self.encoder_version = encoder_version
+        self.view: ModelView | None = None
+        self.sent: dict[str, int] = {}
         self.pending: list[Sample] = []
-        self.topic_of: dict[int, int] = {}
-        self.examples: dict[int, list[tuple[float, str, str]]] = {}  # cluster -> (similarity, snippet, user)
 
     def state(self) -> dict[str, Any]:
-        return {"learned": dict(self.learned), "terms": self.terms.to_dict(),
-                "examples": {str(c): [list(e) for e in ex] for c, ex in self.examples.items()}}
+        return {"sent": dict(self.sent)}
 
-    def load_state(self, clusterer: OnlineClusterer, state: Mapping[str, Any]) -> None:
-        self.clusterer = clusterer
-        self.learned = dict(state["learned"])
-        self.terms = ClusterTerms.from_dict(state["terms"])
-        self.examples = {int(c): [(float(s), str(t), str(u)) for s, t, u in ex]
-                         for c, ex in state.get("examples", {}).items()}
-        self._regroup()
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        for source, offset in dict(state.get("sent", {})).items():
+            self.saw_sent(str(source), int(offset))
+
+    def saw_sent(self, source: str, offset: int) -> None:
+        """Learning up to ``offset`` of ``source`` reached the owner (from this or another worker)."""
+        self.sent[source] = max(self.sent.get(source, -1), offset)
+
+    def use(self, view: ModelView) -> bool:
+        """Switch to ``view`` if it is newer and of this encoder; its merged positions count as sent."""
+        if view.encoder_version != self.encoder_version or not view.newer_than(self.view):
+            return False
+        self.view = view
+        for source, offset in view.merged.items():
+            self.saw_sent(source, offset)
+        return True
+
+    @property
+    def fitted(self) -> bool:
+        return self.view is not None
 
     def oldest_held(self, fresh: Sequence[Sample]) -> int | None:
         """Event time of the oldest text that would still be held after ``fresh`` (the watermark must wait)."""
-        if self.clusterer.fitted:
+        if self.view is not None:
             return None
         times = [s.ts_ms for s in (*self.pending, *fresh)]
         return min(times) if times else None
 
-    def drop_held(self, covered: Callable[[str | None, int], bool]) -> None:
-        """Stop holding texts a forget request covers: they are never learned, and their offsets may be acked."""
+    def drop_held(self, covered: Callable[[str | None, int], bool]) -> list[dict[str, Any]]:
+        """Stop holding texts a forget request covers: they are never published, and their offsets may be acked.
+
+        They were sent to the owner as warm-up samples already, so the returned messages (one per
+        user) tell it to drop them, or take their words back out if the first fit used them.
+        """
+        dropped = [s for s in self.pending if covered(s.user, s.ts_ms)]
         self.pending = [s for s in self.pending if not covered(s.user, s.ts_ms)]
+        by_user: dict[str, list[Sample]] = {}
+        for s in dropped:
+            by_user.setdefault(s.user or "", []).append(s)
+        return [{"type": FORGET, "tag": user_tag(user), "terms": {}, "samples": [
+            {"source": s.source, "offset": s.offset, "vec": encode_array(np.asarray(s.embedding, dtype=np.float32)),
+             "tokens": list(s.tokens)} for s in samples]} for user, samples in by_user.items()]
 
     def held_positions(self) -> frozenset[tuple[str, int]]:
-        """("source", offset) of the texts waiting for the warm start."""
+        """("source", offset) of the texts waiting for the first model version."""
         return frozenset((s.source, s.offset) for s in self.pending)
 
-    def step(self, fresh: Sequence[Sample], *, force_fit: bool = False) -> Step:
-        """Learn what is new in ``fresh`` and assign all of it; before the warm start, buffer it."""
-        new: list[Sample] = []
-        if not self.clusterer.fitted:
-            buffered = {(s.source, s.offset) for s in self.pending}
-            self.pending.extend(s for s in fresh if (s.source, s.offset) not in buffered)
-            if not (len(self.pending) >= self.clusterer.warmup or (force_fit and len(self.pending) >= self.clusterer.k)):
-                return Step(held=len(self.pending))
-            self.clusterer.warm_start(np.stack([s.embedding for s in self.pending]))
-            fresh, new, self.pending = self.pending, self.pending, []
-        elif fresh:
-            new = [s for s in fresh if s.offset > self.learned.get(s.source, -1)]
-            if new:
-                self.clusterer.learn(np.stack([s.embedding for s in new]))
-        if not fresh:
+    def step(self, fresh: Sequence[Sample]) -> Step:
+        """Assign ``fresh`` (and anything held) with the current view; learning not sent yet becomes a message."""
+        if self.view is None:
+            held = {(s.source, s.offset) for s in self.pending}
+            self.pending.extend(s for s in fresh if (s.source, s.offset) not in held)
+            new = self._unsent(fresh)
+            return Step(held=len(self.pending), messages=[self._warmup_message(new)] if new else [])
+        samples = [*self.pending, *fresh]
+        self.pending = []
+        if not samples:
             return Step()
-        labels, sims = self.clusterer.assign(np.stack([s.embedding for s in fresh]))
-        learned_now = {id(s) for s in new}
-        first_time = [(s, int(label), float(sim)) for s, label, sim in zip(fresh, labels, sims) if id(s) in learned_now]
-        self._learn_terms([(s, label) for s, label, _ in first_time])
-        self._keep_examples(first_time)
-        if new:
-            self._regroup()
-        return Step(assigned=list(fresh), labels=labels)
+        labels, sims = self.view.assign(np.stack([s.embedding for s in samples]))
+        unsent = {id(s) for s in self._unsent(samples)}
+        new = [(s, int(c), float(m)) for s, c, m in zip(samples, labels, sims) if id(s) in unsent]
+        return Step(assigned=samples, labels=labels, view=self.view,
+                    messages=[self._learn_message(new)] if new else [])
 
-    def keywords(self, n: int, generic_out: bool = True) -> dict[int, list[str]]:
-        """Top ``n`` c-TF-IDF keywords per cluster (generic review words left out unless ``generic_out`` is False)."""
-        ranked = self.terms.top_keywords(n, min_users=MIN_KEYWORD_USERS, exclude=GENERIC_TERMS if generic_out else frozenset())
-        return {c: [w for w, _ in kws] for c, kws in ranked.items()}
+    def forget_message(self, terms: Mapping[str, Mapping[str, float]], user: str) -> dict[str, Any]:
+        """What the owner needs to take a forgotten user's words, snippets and writer tag out of the model."""
+        return {"type": FORGET, "tag": user_tag(user),
+                "terms": {str(c): {str(t): float(n) for t, n in counts.items()} for c, counts in terms.items()}}
 
-    def forget(self, contributions: Mapping[str, Mapping[str, float]], user: str | None = None) -> None:
-        """Take a forgotten user's own keyword counts (``{cluster: {token: count}}``) back out, and the user
-        out of the writers of every word."""
-        for cluster, counts in contributions.items():
-            for token, n in counts.items():
-                self.terms.remove(int(cluster), [token], weight=float(n))
-        if user is not None:
-            self.terms.forget_user(user)
-            self.examples = {c: [e for e in ex if e[2] != user] for c, ex in self.examples.items()}
-
-    def generic_clusters(self) -> set[int]:
-        """Clusters that say how rather than what (see :func:`generic_clusters`)."""
-        return generic_clusters(self.terms)
+    def keywords(self, n: int) -> dict[int, list[str]]:
+        """Up to ``n`` readable keywords per cluster of the current view (generic review words left out)."""
+        return {c: list(kws[:n]) for c, kws in (self.view.keywords.items() if self.view else ())}
 
     def topic_keywords(self, n: int) -> dict[int, list[str]]:
-        """Top ``n`` c-TF-IDF keywords per coarse topic (ranked against the other topics)."""
-        ranked = topic_terms(self.terms, self.topic_of).top_keywords(n, min_users=MIN_KEYWORD_USERS, exclude=GENERIC_TERMS)
-        return {t: [w for w, _ in kws] for t, kws in ranked.items()}
+        return {t: list(kws[:n]) for t, kws in (self.view.topic_keywords.items() if self.view else ())}
 
-    def _regroup(self) -> None:
-        if self.clusterer.fitted:
-            self.topic_of = group_clusters(self.clusterer.centers, self.topics, self.clusterer.sizes())
+    @property
+    def topic_of(self) -> Mapping[int, int]:
+        return self.view.topic_of if self.view else {}
 
-    def _keep_examples(self, learned: Sequence[tuple[Sample, int, float]]) -> None:
-        """Per cluster the ``EXAMPLES_PER_CLUSTER`` distinct snippets closest to the centre."""
-        for s, label, sim in learned:
-            snippet = s.text[:SNIPPET_CHARS]
-            kept = self.examples.setdefault(label, [])
-            if not snippet or any(e[1] == snippet for e in kept):
-                continue
-            kept.append((round(sim, 4), snippet, s.user or ""))
-            kept.sort(key=lambda e: -e[0])
-            del kept[EXAMPLES_PER_CLUSTER:]
+    def generic_clusters(self) -> frozenset[int]:
+        """Clusters that say how rather than what (the owner decides: most top keywords are generic review words)."""
+        return self.view.generic if self.view else frozenset()
 
-    def _learn_terms(self, learned: Sequence[tuple[Sample, int]]) -> None:
-        """Keyword counts follow the clusters: same decay, only for texts learned for the first time."""
-        if not learned:
-            return
-        if self.clusterer.half_life_events > 0:
-            self.terms.decay(0.5 ** (len(learned) / self.clusterer.half_life_events))
-        for s, label in learned:
-            self.terms.add(label, s.tokens, user=s.user)
-            self.learned[s.source] = max(self.learned.get(s.source, -1), s.offset)
-        self.terms.prune(self.max_terms_per_cluster)
+    def _unsent(self, samples: Sequence[Sample]) -> list[Sample]:
+        """The samples whose learning was not sent yet, marking them sent."""
+        new = []
+        for s in sorted(samples, key=lambda s: (s.source, s.offset)):
+            if s.offset > self.sent.get(s.source, -1):
+                new.append(s)
+                self.sent[s.source] = s.offset
+        return new
+
+    def _warmup_message(self, samples: Sequence[Sample]) -> dict[str, Any]:
+        parts = []
+        for source, group in _by_source(samples):
+            parts.append({"source": source, "first": group[0].offset, "last": group[-1].offset, "samples": [
+                {"offset": s.offset, "ts": s.ts_ms, "vec": encode_array(np.asarray(s.embedding, dtype=np.float32)),
+                 "tokens": list(s.tokens), "tag": _tag(s), "text": s.text[:SNIPPET_CHARS]} for s in group]})
+        return {"type": WARMUP, "encoder": self.encoder_version, "parts": parts}
+
+    def _learn_message(self, learned: Sequence[tuple[Sample, int, float]]) -> dict[str, Any]:
+        assert self.view is not None
+        parts = []
+        by_sample = {id(s): (c, m) for s, c, m in learned}
+        for source, group in _by_source([s for s, _, _ in learned]):
+            labels = np.array([by_sample[id(s)][0] for s in group])
+            x = np.stack([np.asarray(s.embedding, dtype=np.float32) for s in group])
+            clusters = sorted(set(labels.tolist()))
+            sums = np.stack([x[labels == c].sum(axis=0) for c in clusters]).astype(np.float32)
+            best: dict[int, list[tuple[float, Sample]]] = {}
+            for s in group:
+                c, m = by_sample[id(s)]
+                best.setdefault(c, []).append((m, s))
+            examples = [[c, round(m, 4), s.text[:SNIPPET_CHARS], _tag(s), list(s.tokens)]
+                        for c, ranked in best.items()
+                        for m, s in sorted(ranked, key=lambda e: -e[0])[:EXAMPLES_PER_CLUSTER] if s.text]
+            parts.append({
+                "source": source, "first": group[0].offset, "last": group[-1].offset,
+                "clusters": clusters, "sums": encode_array(sums), "counts": [int((labels == c).sum()) for c in clusters],
+                "texts": [[by_sample[id(s)][0], list(s.tokens), _tag(s)] for s in group],
+                "examples": examples,
+            })
+        return {"type": LEARN, "encoder": self.encoder_version, "model": self.view.version, "parts": parts}
+
+
+def _tag(sample: Sample) -> str | None:
+    return user_tag(sample.user) if sample.user is not None else None
+
+
+def _by_source(samples: Sequence[Sample]) -> list[tuple[str, list[Sample]]]:
+    """Samples grouped per input partition, in offset order (a part covers first..last of one partition)."""
+    groups: dict[str, list[Sample]] = {}
+    for s in samples:
+        groups.setdefault(s.source, []).append(s)
+    return [(source, sorted(group, key=lambda s: s.offset)) for source, group in groups.items()]

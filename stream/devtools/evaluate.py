@@ -244,11 +244,11 @@ def run_eval(
 
     warmup = 50 * n_clusters if warmup is None else warmup
     t0 = time.perf_counter()
-    online, learner = stream_assignments(
+    online, owner = stream_assignments(
         x, n_clusters=n_clusters, warmup=warmup, batch_size=batch_size, half_life_events=half_life_events,
         reassignment_ratio=reassignment_ratio, seed=seed,
     )
-    final, _ = learner.clusterer.assign(x)
+    final, _ = owner.clusterer.assign(x)
     timings["stream_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     offline = KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit_predict(x)

@@ -9,6 +9,7 @@ import numpy as np
 
 from stream.core.clustering import OnlineClusterer
 from stream.core.learning import Learner, Sample
+from stream.core.model_owner import ModelOwner, run_locally
 
 
 def sample_rows(n: int, limit: int | None, seed: int) -> list[int]:
@@ -33,24 +34,24 @@ def stream_assignments(
     reassignment_ratio: float = 0.01,
     seed: int = 0,
     tokens: Sequence[Sequence[str]] | None = None,
-) -> tuple[np.ndarray, Learner]:
-    """Replay embeddings in order through the service's own :class:`~stream.core.learning.Learner`.
+) -> tuple[np.ndarray, ModelOwner]:
+    """Replay embeddings in order through the service's own learner and model owner.
 
-    Returns each row's cluster at stream time and the learner (its clusterer and keyword
+    Returns each row's cluster at stream time and the owner (its clusterer and keyword
     counts). Rows of the warm-up buffer get the warm-started centres' clusters (they are
-    published right after the first fit); afterwards each micro-batch is learned, then
-    assigned, exactly as stage 1 does.
+    published right after the first fit); afterwards each micro-batch is assigned with the
+    current version, then its statistics are merged, exactly as stage 1 and the owner do.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     n = len(x)
     warmup = min(max(warmup, n_clusters), n)
-    learner = Learner(OnlineClusterer(
+    owner = ModelOwner(OnlineClusterer(
         k=n_clusters, warmup=warmup, seed=seed, half_life_events=half_life_events, reassignment_ratio=reassignment_ratio
-    ))
+    ), encoder_version="eval")
+    learner = Learner("eval")
     samples = [Sample("eval/0", i, i, row, tokens[i] if tokens is not None else ()) for i, row in enumerate(x)]
     out = np.empty(n, dtype=np.int64)
     for start, end in [(0, warmup), *((s, min(s + batch_size, n)) for s in range(warmup, n, batch_size))]:
-        step = learner.step(samples[start:end])
-        out[start:end] = step.labels
-    return out, learner
+        out[start:end] = run_locally(owner, learner, samples[start:end], force=True).labels
+    return out, owner

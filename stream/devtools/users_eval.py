@@ -35,9 +35,9 @@ from stream.core.clustering import OnlineClusterer
 from stream.core.coarse import group_clusters
 from stream.core.events import Limits
 from stream.core.intake import Record
-from stream.core.keywords import GENERIC_TERMS, ClusterTerms
-from stream.core.learning import generic_clusters
+from stream.core.keywords import GENERIC_TERMS, MIN_KEYWORD_USERS, ClusterTerms
 from stream.core.messages import Update, unpack_vector
+from stream.core.model_owner import generic_clusters
 from stream.core.profile import DAY_MS, Rules
 from stream.core.stage2 import ProfileStage
 from stream.core.text import clean, clean_many
@@ -265,7 +265,10 @@ def generic_share(run: UsersRun, token_labels: Mapping[str, Counter[str]], gener
     """Share of the clusters' top ``n`` keywords that say how rather than what: tokens whose most
     common category holds less than half of their uses in the labelled texts.
     """
-    words = [w for kws in run.processor.learner.keywords(n, generic_out=generic_out).values() for w in kws]
+    exclude = GENERIC_TERMS if generic_out else frozenset()
+    assert run.processor.owner is not None
+    ranked = run.processor.owner.terms.top_keywords(n, min_users=MIN_KEYWORD_USERS, exclude=exclude)
+    words = [w for kws in ranked.values() for w, _ in kws]
     if not words:
         return float("nan")
     generic = [w for w in words if (c := token_labels.get(w)) and max(c.values()) / sum(c.values()) < 0.5]
@@ -285,9 +288,10 @@ def cluster_report(run: UsersRun, snippets: int = 3) -> list[dict[str, Any]]:
     """Per cluster, as a marketer reads it: topic, size, majority label, keywords, masked snippets."""
     learner = run.processor.learner
     keywords = learner.keywords(KEYWORDS_PER_CLUSTER * 2)
+    examples = learner.view.examples if learner.view else {}
     return [
         {"cluster": c, "topic": learner.topic_of.get(c, c), "texts": n, "majority": label, "purity": purity,
-         "keywords": keywords.get(c, []), "examples": [t for _, t, _ in learner.examples.get(c, [])][:snippets]}
+         "keywords": keywords.get(c, []), "examples": list(examples.get(c, []))[:snippets]}
         for c, (label, purity, n) in sorted(run.majority.items())
     ]
 

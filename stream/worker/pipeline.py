@@ -3,9 +3,15 @@
 Runs in a worker thread (it is all CPU: decode, clean, jieba, tokenize, encode, cluster).
 :class:`BatchProcessor` only composes the parts, each with one job:
 :class:`~stream.core.intake.Intake` (decode + privacy), the encoder (text -> vector),
-:class:`~stream.core.learning.Learner` (warm-start buffering, clustering, keyword counts,
-idempotent per offset) and :class:`~stream.core.watermark.Watermark` (event time and ticks).
-The watermark travels with every update and drives churn checks via ticks.
+:class:`~stream.core.learning.Learner` (assignment with the application's current model,
+learning messages for its owner, idempotent per offset) and
+:class:`~stream.core.watermark.Watermark` (event time and ticks). The watermark travels with
+every update and drives churn checks via ticks.
+
+The model is shared by all workers: the shell sends :attr:`BatchResult.messages` to the model
+owner and hands each new version to :meth:`BatchProcessor.use_model`. Given a clusterer, the
+processor instead runs the same :class:`~stream.core.model_owner.ModelOwner` in process
+(``stream eval``, benchmarks, unit tests), so both paths share one learning rule.
 """
 
 from __future__ import annotations
@@ -15,16 +21,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from stream.core.clustering import OnlineClusterer
 from stream.core.erasure import Erasures
 from stream.core.events import Event, Limits, Rejected
 from stream.core.intake import DeadLetter, Intake, Record, plain_data
-from stream.core.keywords import ClusterTerms
-from stream.core.learning import Learner, Sample
+from stream.core.learning import Learner, Sample, Step
 from stream.core.messages import Update, make_update
+from stream.core.model_owner import ModelOwner, deliver, run_locally
 from stream.core.sentiment import review_sentiment
+from stream.core.shared_model import ModelView
 from stream.core.text import CleanText, clean_many
 from stream.core.watermark import Outbox, Watermark
 from stream.worker.encoder import Encoder
@@ -44,6 +49,8 @@ class BatchResult:
     held_positions: frozenset[tuple[str, int]] = frozenset()  # records not published yet (those texts, and updates
     # waiting for a tick: stream.core.watermark.Outbox); every other record may be acked
     timings: dict[str, float] = field(default_factory=dict)  # seconds the batch spent in decode_clean, encode, cluster
+    messages: list[dict[str, Any]] = field(default_factory=list)  # learning for the model owner, to be delivered
+    # before the batch's records are acked
 
 
 class BatchProcessor:
@@ -52,7 +59,7 @@ class BatchProcessor:
     def __init__(
         self,
         encoder: Encoder,
-        clusterer: OnlineClusterer,
+        clusterer: OnlineClusterer | None,
         *,
         kind_of_topic: Mapping[str, str],
         prefixes: Mapping[str, str],
@@ -63,22 +70,29 @@ class BatchProcessor:
         idle_after: float = 30.0,
         pseudonym_key: bytes | None = None,
         topics: int = 0,
+        warmup_max_wait: float = 30.0,
     ) -> None:
         self.encoder = encoder
         self.prefixes = dict(prefixes)
         self.intake = Intake(kind_of_topic, limits=limits, currency=currency, pseudonym_key=pseudonym_key)
-        self.learner = Learner(clusterer, topics=topics)
+        self.learner = Learner(encoder.version)
+        self.owner = None if clusterer is None else ModelOwner(
+            clusterer, encoder_version=encoder.version, topics=topics, warmup_max_wait=warmup_max_wait)
         self.clock = Watermark(lateness_ms=lateness_ms, idle_after=idle_after, tick_every_ms=tick_every_ms)
         self.erasures = Erasures()
         self.outbox = Outbox(lateness_ms=lateness_ms, tick_every_ms=tick_every_ms, max_wait=idle_after)
 
     @property
     def clusterer(self) -> OnlineClusterer:
-        return self.learner.clusterer
+        """The in-process owner's clusterer (only without a shared model)."""
+        if self.owner is None:
+            raise RuntimeError("the model is shared: its clusterer lives with the owner")
+        return self.owner.clusterer
 
     @property
-    def terms(self) -> ClusterTerms:
-        return self.learner.terms
+    def view(self) -> ModelView | None:
+        """The model version texts are assigned with (None before the application's first fit)."""
+        return self.learner.view
 
     @property
     def watermark(self) -> int:
@@ -90,17 +104,36 @@ class BatchProcessor:
 
     @property
     def model_version(self) -> str:
-        return f"{self.encoder.version}+{self.clusterer.version}"
+        view = self.learner.view
+        return f"{self.encoder.version}+{view.version if view else 'unfitted'}"
+
+    def use_model(self, view: ModelView) -> bool:
+        """Assign with ``view`` from now on if it is newer (texts held for the first version go out next batch)."""
+        return self.learner.use(view)
+
+    def forget(self, terms: Mapping[str, Mapping[str, float]], user: str) -> list[dict[str, Any]]:
+        """The message that takes a forgotten user's words out of the model (applied here when in process)."""
+        message = self.learner.forget_message(terms, user)
+        if self.owner is None:
+            return [message]
+        deliver(self.owner, self.learner, [message])
+        return []
 
     def state(self) -> dict[str, Any]:
-        """What a checkpoint must hold besides the clusterer, to resume exactly."""
-        return {**self.learner.state(), **self.clock.state(), **self.erasures.state(),
-                "encoder_version": self.encoder.version}
+        """What a checkpoint must hold to resume exactly (the in-process owner's model included)."""
+        state = {**self.learner.state(), **self.clock.state(), **self.erasures.state(),
+                 "encoder_version": self.encoder.version}
+        if self.owner is not None and self.owner.clusterer.fitted:
+            state["owner"] = self.owner.snapshot()
+        return state
 
-    def load_state(self, clusterer: OnlineClusterer, state: Mapping[str, Any]) -> None:
-        self.learner.load_state(clusterer, state)
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        self.learner.load_state(state)
         self.clock.load_state(state)
         self.erasures.load_state(state)
+        if self.owner is not None and "owner" in state:
+            self.owner = ModelOwner.restore(state["owner"], warmup_max_wait=self.owner.warmup_max_wait)
+            self.learner.use(self.owner.view())
 
     def process(
         self,
@@ -139,17 +172,22 @@ class BatchProcessor:
             else:
                 texts.append((record, decoded))
         # A forget request covers the user's texts up to its event time: in this batch, held, or late.
-        self.learner.drop_held(self.erasures.covers)
+        dropped = self.learner.drop_held(self.erasures.covers)
         texts = [(r, e) for r, e in texts if not self.erasures.covers(e.user_id, e.ts_ms)]
         fresh = self._encode(texts, result.timings)
         clustering = time.perf_counter()
-        step = self.learner.step(fresh, force_fit=force_fit)
+        if self.owner is not None:
+            deliver(self.owner, self.learner, dropped, now=now)
+            step = run_locally(self.owner, self.learner, fresh, now=now, force=force_fit)
+        else:
+            step = self.learner.step(fresh)
+            result.messages = [*dropped, *step.messages]
         # Held texts hold event time back (the ticks wait for them) during a warm-up, but not once a
         # forced fit has failed (fewer than k texts): then everything else flows and they come late.
         stuck = force_fit and step.held > 0
         self.clock.advance(highwaters, now, held_from_ms=None if stuck else self.learner.oldest_held(()))
         result.held = step.held
-        result.updates.extend(self._text_updates(step.assigned, step.labels))
+        result.updates.extend(self._text_updates(step))
         self.erasures.expire(self.clock.value)
         result.ticks = self.clock.ticks()  # safe while texts are held: the watermark stays before them
         result.updates, result.ticks_before = self.outbox.release(result.updates, result.ticks, self.clock.last_tick, now)
@@ -171,24 +209,23 @@ class BatchProcessor:
             for (r, e), c, x in zip(texts, cleaned, embeddings)
         ]
 
-    def _text_updates(self, samples: Sequence[Sample], labels: np.ndarray) -> list[Update]:
-        if not samples:
+    def _text_updates(self, step: Step) -> list[Update]:
+        view = step.view
+        if view is None or not step.assigned:
             return []
-        keywords = self.learner.keywords(KEYWORDS_PER_CLUSTER)
-        topic_of = self.learner.topic_of
-        topic_keywords = self.learner.topic_keywords(KEYWORDS_PER_CLUSTER)
-        generic = self.learner.generic_clusters()
-        version = self.model_version
+        version = f"{self.encoder.version}+{view.version}"
+        topics = [view.topic_of.get(c, c) for c in range(view.k)]
         updates = []
-        for s, label in zip(samples, labels):
+        for s, label in zip(step.assigned, step.labels):
             record, event, clean = s.payload
+            cluster = int(label)
             updates.append(
                 self._update(
                     record, event, _text_data(event, clean),
-                    embedding=s.embedding, cluster=int(label), keywords=keywords.get(int(label), []), model_version=version,
-                    topic_of=[topic_of.get(c, c) for c in range(self.clusterer.k)],
-                    topic_keywords=topic_keywords.get(topic_of.get(int(label), int(label)), []),
-                    generic=int(label) in generic,
+                    embedding=s.embedding, cluster=cluster, keywords=view.keywords.get(cluster, [])[:KEYWORDS_PER_CLUSTER],
+                    model_version=version, topic_of=topics,
+                    topic_keywords=view.topic_keywords.get(topics[cluster], [])[:KEYWORDS_PER_CLUSTER],
+                    generic=cluster in view.generic,
                 )
             )
         return updates

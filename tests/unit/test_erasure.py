@@ -52,7 +52,7 @@ def test_texts_held_for_the_warm_start_are_dropped_by_a_later_forget(processor: 
     released = processor.process(others(2, WARMUP))
     assert processor.clusterer.fitted
     assert all(u["user_id"] != "gone" for u in released.updates if u["kind"] == "review")
-    words = [w for counts in processor.terms.counts.values() for w in counts]
+    words = [w for counts in processor.owner.terms.counts.values() for w in counts]
     assert words and not any("独一无二" in w for w in words)
 
 
@@ -79,7 +79,8 @@ def test_erasures_survive_a_checkpoint(processor: BatchProcessor, encoder: FakeE
     state = json.loads(json.dumps(processor.state()))
     restored = BatchProcessor(encoder, OnlineClusterer(k=K, warmup=WARMUP, seed=0), kind_of_topic=TOPICS, prefixes={},
                               limits=Limits(max_text_chars=500, reject_text_chars=1000, max_future_ms=300_000))
-    restored.load_state(processor.clusterer, state)
+    restored.load_state(state)
+    assert restored.model_version == processor.model_version
     assert restored.erasures.covers("gone", TS + 999)
 
 

@@ -244,6 +244,7 @@ def test_mixed_batch_learns_only_the_new_records(fitted: BatchProcessor) -> None
 
 
 def test_updates_carry_source_position_identity_time_cluster_and_versions(fitted: BatchProcessor) -> None:
+    assigned_with = fitted.model_version
     result = fitted.process([rec("reviews", 20, review(20)), rec("searches", 7, search(7), partition=1)])
     by_kind = {u["kind"]: u for u in result.updates}
     r, s = by_kind["review"], by_kind["search"]
@@ -253,8 +254,9 @@ def test_updates_carry_source_position_identity_time_cluster_and_versions(fitted
         assert isinstance(u["ts"], int)
         assert isinstance(u["cluster"], int) and 0 <= u["cluster"] < K
         assert FakeEncoder.version in u["model_version"]
-        assert fitted.clusterer.version in u["model_version"]
-        assert u["model_version"] == fitted.model_version
+        assert fitted.clusterer.lineage in u["model_version"]
+        assert u["model_version"] == assigned_with, "the version that assigned it, not the one its learning made"
+    assert fitted.model_version != assigned_with
 
 
 def test_update_embedding_belongs_to_its_own_event(fitted: BatchProcessor) -> None:

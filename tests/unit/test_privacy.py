@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from stream.config import Settings
 from stream.core.clustering import OnlineClusterer
 from stream.core.events import Limits
-from stream.core.keywords import ClusterTerms
-from stream.core.learning import Learner, Sample
 from stream.core.pii import alnum_of, digits_of
 from stream.core.privacy import pseudonym
 from stream.core.text import clean
@@ -122,30 +119,6 @@ def test_tokens_of_masked_text_hold_no_fragment_of_the_secret() -> None:
             "k3j9x8m2p1",
             "wxid",
         } & set(tokens.split()), tokens
-
-
-def sample(i: int, user: str, tokens: list[str], x: float) -> Sample:
-    return Sample(
-        "reviews/0", i, 0, np.array([x, 1.0 - x], dtype=np.float32), tokens, user=user
-    )
-
-
-def test_a_word_labels_a_cluster_only_when_three_distinct_users_wrote_it() -> None:
-    learner = Learner(OnlineClusterer(k=2, warmup=4, seed=0))
-    spam = [sample(i, "p_spammer", ["鲲鹏", "屏幕"], 0.0) for i in range(8)]
-    others = [sample(10 + i, f"p_user{i % 2}", ["屏幕"], 0.0) for i in range(4)] + [
-        sample(20, "p_x", ["酒店"], 1.0)
-    ]
-    learner.step([*spam, *others], force_fit=True)
-    words = {w for ws in learner.keywords(5).values() for w in ws}
-    assert "鲲鹏" not in words, "one user's word, however often, is no keyword"
-    assert "屏幕" in words, "three distinct users wrote it"
-    learner.forget({}, "p_user0")
-    assert "屏幕" not in {w for ws in learner.keywords(5).values() for w in ws}, (
-        "a forgotten writer no longer counts"
-    )
-    restored = ClusterTerms.from_dict(json.loads(json.dumps(learner.terms.to_dict())))
-    assert restored == learner.terms
 
 
 def test_free_form_attributes_with_personal_data_are_dropped() -> None:

@@ -8,10 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.core.clustering import OnlineClusterer
 from stream.core.coarse import group_clusters, topic_terms
 from stream.core.keywords import ClusterTerms
-from stream.core.learning import Learner, Sample
 from stream.devtools.users_eval import SimUser, precision, run_users_eval, simulate
 
 from .test_evaluate import CATEGORY_WORDS, WordHashEncoder, write_reviews
@@ -38,26 +36,6 @@ def test_topic_keywords_are_ranked_against_other_topics() -> None:
     topic = topic_terms(terms, {0: 0, 1: 0, 2: 2})
     top = {t: [w for w, _ in kws] for t, kws in topic.top_keywords(2).items()}
     assert top == {0: ["屏幕", "电池"], 2: ["房间", "质量"]}
-
-
-def test_learner_keeps_topics_and_a_few_distinct_snippets_per_cluster_and_forgets_users() -> None:
-    rng = np.random.default_rng(2)
-    axes = np.eye(4, 16)
-    learner = Learner(OnlineClusterer(k=4, warmup=40, seed=0), topics=2)
-    samples = []
-    for i in range(80):
-        x = axes[i % 4] + 0.05 * rng.standard_normal(16)
-        samples.append(Sample("t/0", i, i, (x / np.linalg.norm(x)).astype(np.float32), (f"w{i % 4}",),
-                              text=f"text {i % 8}", user=f"u{i % 5}"))
-    learner.step(samples[:40])
-    learner.step(samples[40:])
-    assert len(set(learner.topic_of.values())) == 2
-    for kept in learner.examples.values():
-        assert 1 <= len(kept) <= 3 and len({t for _, t, _ in kept}) == len(kept)
-    users = {u for kept in learner.examples.values() for _, _, u in kept}
-    gone = min(users)
-    learner.forget({}, user=gone)
-    assert all(u != gone for kept in learner.examples.values() for _, _, u in kept)
 
 
 def test_simulated_users_prefer_their_categories_and_use_each_text_once() -> None:
@@ -111,12 +89,6 @@ def test_users_report_has_the_per_k_table_and_readable_clusters(tmp_path: Path) 
     assert len(rows) >= 4
     assert all(row.rstrip(" |").split("|")[-1].strip() for row in rows), "every cluster shows masked examples"
     assert "generic keywords: kept → left out" in report
-
-
-def test_clusters_of_generic_review_words_are_recognised() -> None:
-    learner = Learner(OnlineClusterer(k=2, warmup=2))
-    learner.terms = ClusterTerms({0: {"好评": 5.0, "物流": 4.0, "快递": 3.0, "屏幕": 1.0}, 1: {"屏幕": 5.0, "电池": 4.0, "好评": 1.0}})
-    assert learner.generic_clusters() == {0}
 
 
 def test_stream_eval_users_command_prints_the_table(tmp_path: Path, tiny_model: Path, monkeypatch, capsys) -> None:

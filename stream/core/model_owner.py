@@ -1,0 +1,323 @@
+"""The owner of the application's interest model: merges what every worker learned, in one order.
+
+Exactly one owner runs per application (the worker that Kafka's group protocol gives the one
+partition of the learning topic); it reads the workers' messages
+(:mod:`stream.core.shared_model`) in topic order and
+
+* buffers warm-up samples until there are ``warmup`` of them (or, after ``warmup_max_wait``,
+  at least k), then fits the first centres once for the whole application;
+* merges each batch's per-cluster sums and counts through ``MiniBatchKMeans.partial_fit``
+  (:meth:`~stream.core.clustering.OnlineClusterer.learn_summary`) and the batch's tokens into
+  the keyword counts, applying decay once, here;
+* merges a part of a message only if its offsets are beyond what was merged for that input
+  partition, so a message sent twice (a worker crashed before acking its input) counts once;
+* keeps snippets whose every word at least ``MIN_KEYWORD_USERS`` users wrote, and takes a
+  forgotten user's words, snippets and writer tag out.
+
+Its whole state is :meth:`ModelOwner.snapshot` (published on the compacted model topic), so a
+new owner continues from the last version plus the learning messages after it. No I/O here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from stream.core.clustering import OnlineClusterer, decode_array
+from stream.core.coarse import group_clusters, topic_terms
+from stream.core.keywords import GENERIC_TERMS, MIN_KEYWORD_USERS, ClusterTerms
+from stream.core.learning import Learner, Sample, Step
+from stream.core.shared_model import FORGET, LEARN, WARMUP, ModelView
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_FORMAT = 1
+MAX_TERMS_PER_CLUSTER = 500
+SHOWN_KEYWORDS = 10  # per cluster and per topic in a view (profiles show 5, /clusters 10)
+EXAMPLES_PER_CLUSTER = 3
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """A warm-up sample waiting for the first fit."""
+
+    source: str
+    offset: int
+    ts: int
+    vec: np.ndarray
+    tokens: list[str]
+    tag: str | None
+    text: str
+
+
+def generic_clusters(terms: ClusterTerms, n: int = SHOWN_KEYWORDS) -> frozenset[int]:
+    """Clusters that say how rather than what: at least half of their top ``n`` keywords are generic review words."""
+    ranked = terms.top_keywords(n)
+    return frozenset(c for c, kws in ranked.items() if kws and sum(w in GENERIC_TERMS for w, _ in kws) * 2 >= len(kws))
+
+
+class ModelOwner:
+    """Merges learning messages into one clustering model and describes each version."""
+
+    def __init__(self, clusterer: OnlineClusterer, *, encoder_version: str, topics: int = 0,
+                 warmup_max_wait: float = 30.0, max_terms_per_cluster: int = MAX_TERMS_PER_CLUSTER) -> None:
+        self.clusterer = clusterer
+        self.encoder_version = encoder_version
+        self.topics = topics
+        self.warmup_max_wait = warmup_max_wait
+        self.max_terms_per_cluster = max_terms_per_cluster
+        self.terms = ClusterTerms()
+        self.examples: dict[int, list[tuple[float, str, str, list[str]]]] = {}  # (similarity, text, tag, tokens)
+        self.merged: dict[str, int] = {}
+        self.position = -1  # offset of the last learning-topic record taken into account
+        self.number = 0  # versions published
+        self.changed = False
+        self.held: dict[tuple[str, int], _Held] = {}
+        self.held_since: float | None = None
+        self.counts = {"merged": 0, "duplicate": 0, "overlap": 0, "foreign": 0, "invalid": 0, "forget": 0}
+
+    # ------------------------------------------------------------------ input
+
+    def receive(self, message: Mapping[str, Any], *, position: int = -1, now: float = 0.0) -> None:
+        """Take one learning-topic record into account once (records at or before ``position`` were seen)."""
+        if 0 <= position <= self.position:
+            self.counts["duplicate"] += 1
+            return
+        try:
+            kind = message.get("type")
+            if kind == FORGET:
+                self._forget(str(message["tag"]), message.get("terms") or {}, message.get("samples") or ())
+            elif message.get("encoder") != self.encoder_version:
+                self.counts["foreign"] += 1  # another encoder's vectors cannot be merged with these centres
+            elif kind == WARMUP:
+                self._warmup(message["parts"], now)
+            elif kind == LEARN:
+                for part in message["parts"]:
+                    self._learn(part)
+            else:
+                self.counts["invalid"] += 1
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            self.counts["invalid"] += 1
+            log.warning("learning message %s skipped: %r", position, exc)
+        self.position = max(self.position, position)
+
+    def fit_if_due(self, now: float, *, force: bool = False) -> bool:
+        """Fit the first centres on the warm-up buffer once it is full, or after ``warmup_max_wait`` with >= k."""
+        if self.clusterer.fitted or not self.held:
+            return False
+        waited = self.held_since is not None and now - self.held_since >= self.warmup_max_wait
+        if len(self.held) < self.clusterer.warmup and not ((force or waited) and len(self.held) >= self.clusterer.k):
+            return False
+        held = sorted(self.held.values(), key=lambda h: (h.ts, h.source, h.offset))
+        self.held, self.held_since = {}, None
+        x = np.stack([h.vec for h in held])
+        self.clusterer.warm_start(x)
+        labels, sims = self.view_centres().assign(x)
+        self._add_terms([(int(c), h.tokens, h.tag) for h, c in zip(held, labels)])
+        self._keep_examples([(int(c), float(m), h.text, h.tag, h.tokens) for h, c, m in zip(held, labels, sims)])
+        self.changed = True
+        return True
+
+    # ------------------------------------------------------------------ output
+
+    def view(self) -> ModelView:
+        """The version to publish (numbered by :meth:`publish`)."""
+        if not self.clusterer.fitted:
+            raise RuntimeError("no model before the warm start")
+        keywords = self.terms.top_keywords(SHOWN_KEYWORDS, min_users=MIN_KEYWORD_USERS, exclude=GENERIC_TERMS)
+        topic_of = group_clusters(self.clusterer.centers, self.topics, self.clusterer.sizes())
+        topic_words = topic_terms(self.terms, topic_of).top_keywords(SHOWN_KEYWORDS, min_users=MIN_KEYWORD_USERS,
+                                                                      exclude=GENERIC_TERMS)
+        return ModelView(
+            encoder_version=self.encoder_version, lineage=self.clusterer.lineage, number=self.number,
+            centers=np.array(self.clusterer.centers, dtype=np.float32), sizes=self.clusterer.sizes().copy(),
+            seen=self.clusterer.seen, merged=dict(self.merged),
+            keywords={c: [w for w, _ in kws] for c, kws in keywords.items()},
+            topic_of=topic_of, topic_keywords={t: [w for w, _ in kws] for t, kws in topic_words.items()},
+            generic=generic_clusters(self.terms), examples=self._shown_examples(),
+        )
+
+    def publish(self) -> ModelView:
+        """Number a new version and return it; :attr:`changed` is cleared."""
+        self.number += 1
+        self.changed = False
+        return self.view()
+
+    def snapshot(self, view: ModelView | None = None) -> dict[str, Any]:
+        """Everything a new owner needs to continue (JSON-safe): the model topic's record for ``view``
+        (the current state described afresh when not given)."""
+        view = self.view() if view is None else view
+        return {
+            "format": SNAPSHOT_FORMAT, "encoder_version": self.encoder_version, "number": view.number,
+            "position": self.position, "merged": dict(self.merged), "topics": self.topics,
+            "clusterer": self.clusterer.to_state(), "terms": self.terms.to_dict(),
+            "examples_state": {str(c): [list(e) for e in ex] for c, ex in self.examples.items()},
+            "view": view.derived(),
+        }
+
+    @staticmethod
+    def restore(snapshot: Mapping[str, Any], *, warmup_max_wait: float = 30.0) -> ModelOwner:
+        """The owner that published ``snapshot``, ready for the learning records after its position."""
+        if snapshot.get("format") != SNAPSHOT_FORMAT:
+            raise ValueError(f"model snapshot format {snapshot.get('format')} != {SNAPSHOT_FORMAT}")
+        owner = ModelOwner(OnlineClusterer.from_state(snapshot["clusterer"]),
+                           encoder_version=str(snapshot["encoder_version"]), topics=int(snapshot["topics"]),
+                           warmup_max_wait=warmup_max_wait)
+        owner.terms = ClusterTerms.from_dict(snapshot["terms"])
+        owner.examples = {int(c): [(float(m), str(t), str(g), [str(w) for w in toks]) for m, t, g, toks in ex]
+                          for c, ex in snapshot["examples_state"].items()}
+        owner.merged = {str(s): int(o) for s, o in snapshot["merged"].items()}
+        owner.position = int(snapshot["position"])
+        owner.number = int(snapshot["number"])
+        return owner
+
+    def view_centres(self) -> ModelView:
+        """A bare view of the current centres, for assigning inside the owner."""
+        return ModelView(self.encoder_version, self.clusterer.lineage, self.number,
+                         np.asarray(self.clusterer.centers, dtype=np.float32), self.clusterer.sizes(), 0, {})
+
+    # ------------------------------------------------------------------ merging
+
+    def _new_part(self, part: Mapping[str, Any]) -> bool:
+        """Whether a part's offsets are all new for its partition; records it as merged if so."""
+        source, first, last = str(part["source"]), int(part["first"]), int(part["last"])
+        done = self.merged.get(source, -1)
+        if last <= done:
+            self.counts["duplicate"] += 1
+            return False
+        if first <= done:
+            # Only a worker still sending after it lost the partition (a zombie) can do this;
+            # merging would count the overlap twice, so the part is dropped and counted.
+            self.counts["overlap"] += 1
+            log.warning("learning part %s %d..%d overlaps merged offset %d: dropped", source, first, last, done)
+            return False
+        self.merged[source] = last
+        return True
+
+    def _warmup(self, parts: Sequence[Mapping[str, Any]], now: float) -> None:
+        late: list[_Held] = []
+        dim = self.clusterer.centers.shape[1] if self.clusterer.fitted else None
+        for part in parts:
+            samples = [_Held(str(part["source"]), int(s["offset"]), int(s["ts"]), decode_array(s["vec"], np.float32),
+                             [str(t) for t in s["tokens"]], s.get("tag"), str(s.get("text", ""))) for s in part["samples"]]
+            if dim is not None and any(h.vec.shape != (dim,) for h in samples):
+                raise ValueError("warm-up vector of another dimension")
+            if not self._new_part(part):
+                continue
+            self.counts["merged"] += 1
+            if self.clusterer.fitted:
+                late.extend(samples)
+            else:
+                self.held.update({(h.source, h.offset): h for h in samples})
+                self.held_since = now if self.held_since is None else self.held_since
+        if late:  # sent before the first version reached their worker: learned like any batch
+            x = np.stack([h.vec for h in late])
+            labels, sims = self.view_centres().assign(x)
+            self._merge_batch(x, labels, [(int(c), h.tokens, h.tag) for h, c in zip(late, labels)],
+                              [(int(c), float(m), h.text, h.tag, h.tokens) for h, c, m in zip(late, labels, sims)])
+
+    def _learn(self, part: Mapping[str, Any]) -> None:
+        if not self.clusterer.fitted:
+            raise ValueError("learning statistics before the first fit")
+        k, dim = self.clusterer.centers.shape
+        clusters = [int(c) for c in part["clusters"]]
+        counts = [float(n) for n in part["counts"]]
+        sums = decode_array(part["sums"], np.float32).reshape(len(clusters), dim)
+        if len(counts) != len(clusters) or any(not 0 <= c < k for c in clusters) or any(n <= 0 for n in counts):
+            raise ValueError("learning part with inconsistent clusters and counts")
+        if not self._new_part(part):
+            return
+        self.counts["merged"] += 1
+        full_sums, full_counts = np.zeros((k, dim)), np.zeros(k)
+        for c, n, row in zip(clusters, counts, sums):
+            full_sums[c] += row
+            full_counts[c] += n
+        texts = [(int(c), [str(t) for t in toks], tag) for c, toks, tag in part["texts"]]
+        examples = [(int(c), float(m), str(t), g, [str(w) for w in toks]) for c, m, t, g, toks in part["examples"]]
+        self._merge_summary(full_sums, full_counts, texts, examples)
+
+    def _merge_batch(self, x: np.ndarray, labels: np.ndarray, texts: list, examples: list) -> None:
+        k, dim = self.clusterer.centers.shape
+        sums, counts = np.zeros((k, dim)), np.zeros(k)
+        np.add.at(sums, labels, x)
+        np.add.at(counts, labels, 1)
+        self._merge_summary(sums, counts, texts, examples)
+
+    def _merge_summary(self, sums: np.ndarray, counts: np.ndarray, texts: list, examples: list) -> None:
+        self.clusterer.learn_summary(sums, counts)
+        if self.clusterer.half_life_events > 0:
+            self.terms.decay(0.5 ** (float(counts.sum()) / self.clusterer.half_life_events))
+        self._add_terms(texts)
+        self._keep_examples(examples)
+        self.changed = True
+
+    def _add_terms(self, texts: Sequence[tuple[int, list[str], str | None]]) -> None:
+        for cluster, tokens, tag in texts:
+            self.terms.add(cluster, tokens, tag=tag)
+        self.terms.prune(self.max_terms_per_cluster)
+
+    def _keep_examples(self, candidates: Sequence[tuple[int, float, str, str | None, list[str]]]) -> None:
+        """Per cluster the ``EXAMPLES_PER_CLUSTER`` distinct snippets closest to the centre when learned."""
+        for cluster, sim, text, tag, tokens in candidates:
+            kept = self.examples.setdefault(cluster, [])
+            if not text or any(e[1] == text for e in kept):
+                continue
+            kept.append((round(sim, 4), text, tag or "", list(tokens)))
+            kept.sort(key=lambda e: -e[0])
+            del kept[EXAMPLES_PER_CLUSTER:]
+
+    def _shown_examples(self) -> dict[int, list[str]]:
+        """Snippets safe to show: every word of one was written by at least ``MIN_KEYWORD_USERS`` users
+        (one person's name, id or spam never appears, even inside an otherwise ordinary sentence)."""
+        shown: dict[int, list[str]] = {}
+        for cluster, kept in self.examples.items():
+            writers = self.terms.users.get(cluster, {})
+            ok = [text for _, text, _, tokens in kept
+                  if tokens and all(len(writers.get(t, ())) >= MIN_KEYWORD_USERS for t in tokens)]
+            if ok:
+                shown[cluster] = ok
+        return shown
+
+    def _forget(self, tag: str, terms: Mapping[str, Mapping[str, float]], samples: Sequence[Mapping[str, Any]]) -> None:
+        self.counts["forget"] += 1
+        for cluster, counts in terms.items():
+            for token, n in counts.items():
+                self.terms.remove(int(cluster), [str(token)], weight=float(n))
+        fitted_with = [s for s in samples if (str(s["source"]), int(s["offset"])) not in self.held]
+        for s in samples:
+            self.held.pop((str(s["source"]), int(s["offset"])), None)
+        if fitted_with and self.clusterer.fitted:  # the first fit used them: their words go (the centres stay)
+            labels, _ = self.view_centres().assign(np.stack([decode_array(s["vec"], np.float32) for s in fitted_with]))
+            for s, cluster in zip(fitted_with, labels):
+                self.terms.remove(int(cluster), [str(t) for t in s["tokens"]])
+        self.terms.forget_tag(tag)
+        self.examples = {c: [e for e in ex if e[2] != tag] for c, ex in self.examples.items()}
+        self.held = {p: h for p, h in self.held.items() if h.tag != tag}
+        self.changed = self.changed or self.clusterer.fitted
+
+
+def run_locally(
+    owner: ModelOwner, learner: Learner, fresh: Sequence[Sample], *, now: float = 0.0, force: bool = False
+) -> Step:
+    """One micro-batch with the owner in the same process: what stage 1 and the owner do across the
+    learning topic, for ``stream eval``, benchmarks and tests (one learning rule for both)."""
+    step = learner.step(fresh)
+    deliver(owner, learner, step.messages, now=now, force=force)
+    if step.held and learner.fitted:  # the first version came from these very texts
+        step = learner.step([])
+    return step
+
+
+def deliver(
+    owner: ModelOwner, learner: Learner, messages: Sequence[Mapping[str, Any]], *, now: float = 0.0, force: bool = False
+) -> None:
+    """Hand ``messages`` to an in-process owner and the resulting version, if any, back to ``learner``."""
+    for message in messages:
+        owner.receive(message, now=now)
+    owner.fit_if_due(now, force=force)
+    if owner.changed:
+        learner.use(owner.publish())

@@ -1,0 +1,225 @@
+"""One interest model per application: workers' learners and the owner, without Kafka.
+
+Several :class:`Learner` objects stand for several workers; the messages they return are what
+they would send on the learning topic, delivered here in a chosen order to :class:`ModelOwner`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from stream.core.clustering import OnlineClusterer
+from stream.core.keywords import ClusterTerms
+from stream.core.learning import Learner, Sample
+from stream.core.model_owner import ModelOwner, deliver, generic_clusters, run_locally
+from stream.core.shared_model import ModelFormatError, ModelView, covered_positions, decode_snapshot, encode_snapshot
+
+ENC = "enc@1"
+AXES = np.eye(4, 8, dtype=np.float32)
+
+
+def sample(source: str, offset: int, axis: int, user: str = "u", tokens: tuple[str, ...] = (), seed: int = 0) -> Sample:
+    rng = np.random.default_rng(seed * 100_003 + offset)
+    x = AXES[axis] + 0.05 * rng.standard_normal(8).astype(np.float32)
+    return Sample(source, offset, offset, (x / np.linalg.norm(x)).astype(np.float32), tokens or (f"w{axis}",),
+                  text=f"text {axis} {offset % 5}", user=user)
+
+
+def owner(k: int = 4, warmup: int = 40, **kw) -> ModelOwner:
+    return ModelOwner(OnlineClusterer(k=k, warmup=warmup, seed=0), encoder_version=ENC, **kw)
+
+
+def stream(source: str, start: int, n: int, seed: int = 0) -> list[Sample]:
+    return [sample(source, start + i, i % 4, user=f"u{i % 6}", seed=seed) for i in range(n)]
+
+
+def test_workers_warm_start_one_model_from_all_their_samples_and_then_assign_alike() -> None:
+    o = owner()
+    a, b = Learner(ENC), Learner(ENC)
+    messages = [*a.step(stream("r/0", 0, 20)).messages, *b.step(stream("r/1", 0, 20)).messages]
+    assert all(m["type"] == "warmup" for m in messages)
+    for position, m in enumerate(messages):
+        o.receive(m, position=position)
+    assert o.fit_if_due(0.0), "40 samples from two workers fill the warm-up buffer"
+    view = o.publish()
+    assert view.seen == 40 and view.merged == {"r/0": 19, "r/1": 19}
+    for learner in (a, b):
+        assert learner.use(view)
+    probe = np.stack([s.embedding for s in stream("probe/0", 0, 12, seed=5)])
+    np.testing.assert_array_equal(a.view.assign(probe)[0], b.view.assign(probe)[0])
+    released = a.step([])
+    assert len(released.assigned) == 20 and released.messages == [], "held texts are assigned, never sent twice"
+
+
+def test_every_text_is_learned_once_whatever_the_order_and_redelivery() -> None:
+    o = owner(warmup=20)
+    a = Learner(ENC)
+    for position, m in enumerate(a.step(stream("r/0", 0, 20)).messages):
+        o.receive(m, position=position)
+    o.fit_if_due(0.0)
+    a.use(o.publish())
+    batch = stream("r/0", 20, 30)
+    first = a.step(batch).messages
+    again = a.step(batch).messages  # a redelivered batch: assigned, not sent again
+    assert first and not again
+    o.receive(first[0], position=10)
+    o.receive(first[0], position=11)  # the same message twice (a producer retry, a restarted sender)
+    o.receive(first[0], position=10)  # and a record the owner had read already
+    assert o.clusterer.seen == 50
+    assert o.counts["duplicate"] == 2
+
+
+def test_a_second_worker_taking_over_a_partition_does_not_resend_what_the_model_covers() -> None:
+    o = owner(warmup=20)
+    a = Learner(ENC)
+    for m in a.step(stream("r/0", 0, 20)).messages:
+        o.receive(m)
+    o.fit_if_due(0.0)
+    a.use(o.publish())
+    for m in a.step(stream("r/0", 20, 10)).messages:
+        o.receive(m)
+    view = o.publish()
+    b = Learner(ENC)  # takes over r/0 from its committed offset 15
+    b.use(view)
+    resent = b.step(stream("r/0", 15, 20)).messages
+    assert [(p["first"], p["last"]) for p in resent[0]["parts"]] == [(30, 34)]
+    for m in [*resent, *b.step(stream("r/0", 35, 5)).messages]:
+        o.receive(m)
+    assert o.clusterer.seen == 40 and o.counts["overlap"] == 0
+
+
+def test_an_overlapping_part_is_dropped_and_counted_not_merged_twice() -> None:
+    o = owner(warmup=20)
+    a, zombie = Learner(ENC), Learner(ENC)
+    for m in a.step(stream("r/0", 0, 20)).messages:
+        o.receive(m)
+    o.fit_if_due(0.0)
+    view = o.publish()
+    a.use(view)
+    zombie.use(view)
+    for m in a.step(stream("r/0", 20, 10)).messages:
+        o.receive(m)
+    for m in zombie.step(stream("r/0", 25, 10)).messages:  # 25..34 overlaps 20..29
+        o.receive(m)
+    assert o.counts["overlap"] == 1 and o.clusterer.seen == 30
+
+
+def test_a_forced_fit_waits_for_k_samples_and_the_deadline() -> None:
+    o = owner(k=4, warmup=100, warmup_max_wait=30.0)
+    a = Learner(ENC)
+    for m in a.step(stream("r/0", 0, 3)).messages:
+        o.receive(m, now=0.0)
+    assert not o.fit_if_due(31.0), "fewer than k samples never fit"
+    for m in a.step(stream("r/0", 3, 3)).messages:
+        o.receive(m, now=31.0)
+    assert not o.fit_if_due(29.0)
+    assert o.fit_if_due(30.0)
+
+
+def test_the_owner_continues_exactly_from_its_snapshot_after_a_failover() -> None:
+    o = owner(warmup=20, topics=2)
+    a = Learner(ENC)
+    for m in a.step(stream("r/0", 0, 20)).messages:
+        o.receive(m, position=0)
+    o.fit_if_due(0.0)
+    a.use(o.publish())
+    msgs = [m for i in range(4) for m in a.step(stream("r/0", 20 + 10 * i, 10)).messages]
+    o.receive(msgs[0], position=1)
+    o.receive(msgs[1], position=2)
+    view = o.publish()
+    record = encode_snapshot(o.snapshot(view))
+    successor = ModelOwner.restore(decode_snapshot(record))
+    assert ModelView.from_snapshot(decode_snapshot(record)).version == view.version
+    # the successor re-reads from the last committed offset: position 2 again, then new records
+    for position, m in [(2, msgs[1]), (3, msgs[2]), (4, msgs[3])]:
+        successor.receive(m, position=position)
+        if position > 2:
+            o.receive(m, position=position)
+    np.testing.assert_array_equal(successor.clusterer.centers, o.clusterer.centers)
+    assert successor.clusterer.seen == o.clusterer.seen == 60
+    assert successor.terms == o.terms
+    assert successor.publish().version == o.publish().version
+
+
+def test_a_word_labels_a_cluster_only_when_three_distinct_users_wrote_it() -> None:
+    o = owner(k=2, warmup=13)
+    learner = Learner(ENC)
+    spam = [Sample("r/0", i, i, AXES[0], ("鲲鹏", "屏幕"), text="鲲鹏 屏幕", user="p_spammer") for i in range(8)]
+    others = [Sample("r/0", 10 + i, 10 + i, AXES[0], ("屏幕",), text="屏幕", user=f"p_user{i % 2}") for i in range(4)]
+    hotel = [Sample("r/0", 20, 20, AXES[1], ("酒店",), user="p_x")]
+    run_locally(o, learner, [*spam, *others, *hotel], force=True)
+    words = {w for ws in learner.keywords(5).values() for w in ws}
+    assert "鲲鹏" not in words, "one user's word, however often, is no keyword"
+    assert "屏幕" in words, "three distinct users wrote it"
+    shown = [t for texts in learner.view.examples.values() for t in texts]
+    assert "鲲鹏 屏幕" not in shown and "屏幕" in shown, "a snippet is shown only if each of its words has 3 writers"
+    deliver(o, learner, [learner.forget_message({}, "p_user0")])
+    assert "屏幕" not in {w for ws in learner.keywords(5).values() for w in ws}, "a forgotten writer no longer counts"
+    assert ClusterTerms.from_dict(json.loads(json.dumps(o.terms.to_dict()))) == o.terms
+
+
+def test_a_forget_takes_held_warmup_samples_back_whether_or_not_the_fit_used_them() -> None:
+    o = owner(k=2, warmup=6)
+    a = Learner(ENC)
+    gone = [Sample("r/0", i, i, AXES[0], ("独一无二",), user="gone") for i in range(2)]
+    for m in a.step(gone).messages:
+        o.receive(m)
+    dropped = a.drop_held(lambda user, ts: user == "gone")
+    assert not a.pending and dropped[0]["samples"]
+    for m in dropped:
+        o.receive(m)
+    assert not o.held
+    # the same when the fit had already used them
+    o2, b = owner(k=2, warmup=4), Learner(ENC)
+    run_locally(o2, b, [*gone, *[Sample("r/0", 5 + i, 5 + i, AXES[1], ("酒店",), user=f"x{i}") for i in range(2)]])
+    assert any("独一无二" in c for c in o2.terms.counts.values())
+    deliver(o2, b, [{**dropped[0], "terms": {}}])
+    assert not any("独一无二" in c for c in o2.terms.counts.values())
+
+
+def test_messages_of_another_encoder_or_malformed_ones_are_counted_and_skipped() -> None:
+    o = owner(k=2, warmup=2)
+    o.receive({"type": "warmup", "encoder": "other@9", "parts": []})
+    o.receive({"type": "learn", "encoder": ENC, "parts": [{"source": "r/0"}]})
+    o.receive({"type": "surprise", "encoder": ENC})
+    o.receive("not even a mapping")  # type: ignore[arg-type]
+    assert o.counts["foreign"] == 1 and o.counts["invalid"] == 3
+    assert not o.clusterer.fitted
+
+
+def test_a_learner_ignores_views_of_another_encoder_and_older_versions() -> None:
+    o = owner(k=2, warmup=4)
+    learner = Learner(ENC)
+    run_locally(o, learner, stream("r/0", 0, 4))
+    newest = learner.view
+    o.number = 0
+    assert not learner.use(o.view()), "an older number of the same lineage"
+    other = ModelView("other@9", "x", 99, newest.centers, newest.sizes, 0, {})
+    assert not learner.use(other)
+    assert learner.view is newest
+
+
+@pytest.mark.parametrize("data", [b"", b"not zlib", encode_snapshot({"x": 1})[:-3],
+                                  __import__("zlib").compress(b"[1, 2]")])
+def test_bytes_that_are_not_a_snapshot_are_refused_clearly(data: bytes) -> None:
+    with pytest.raises(ModelFormatError):
+        ModelView.from_snapshot(decode_snapshot(data))
+
+
+def test_a_snapshot_without_its_parts_is_refused() -> None:
+    with pytest.raises(ModelFormatError):
+        ModelView.from_snapshot(decode_snapshot(encode_snapshot({"clusterer": {}})))
+
+
+def test_covered_positions_are_the_last_offset_per_partition() -> None:
+    message = {"parts": [{"source": "r/0", "first": 3, "last": 9}, {"source": "r/1", "first": 0, "last": 2},
+                         {"source": "r/0", "first": 10, "last": 12}, {"bad": 1}]}
+    assert covered_positions(message) == {"r/0": 12, "r/1": 2}
+
+
+def test_clusters_of_generic_review_words_are_recognised() -> None:
+    terms = ClusterTerms({0: {"好评": 5.0, "物流": 4.0, "快递": 3.0, "屏幕": 1.0}, 1: {"屏幕": 5.0, "电池": 4.0, "好评": 1.0}})
+    assert generic_clusters(terms) == {0}
