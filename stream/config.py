@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     warmup_max_wait: float = Field(30.0, gt=0, description="fit with what is buffered (at least `clusters`) after this many seconds")
     half_life_events: float = Field(0.0, ge=0, description="decay of cluster counts in events (0 = no forgetting)")
     reassignment_ratio: float = Field(0.01, ge=0)
+    model_publish_interval: float = Field(
+        0.5, gt=0, description="the model owner merges what arrived within this many seconds, then publishes one version"
+    )
     seed: int = 0
 
     # Profiles (all in event time)
@@ -139,6 +142,16 @@ class Settings(BaseSettings):
     @property
     def controller_port(self) -> int:
         return self.broker_controller_port or self.broker_port + 1
+
+    @property
+    def topic_model(self) -> str:
+        """Compacted, one partition: the versions of the application's one interest model."""
+        return f"{self.app_id}-model"
+
+    @property
+    def topic_learning(self) -> str:
+        """One partition: what the workers learned, in the order the model owner merges it."""
+        return f"{self.app_id}-model-learning"
 
     @property
     def kind_of_topic(self) -> dict[str, str]:

@@ -27,6 +27,7 @@ from stream.core.shared_model import FORGET, LEARN, WARMUP, ModelView
 
 EXAMPLES_PER_CLUSTER = 3
 SNIPPET_CHARS = 80
+WARMUP_SAMPLES_PER_MESSAGE = 64  # a warm-up sample carries its vector: ~2-3 KB each, records stay well below 1 MB
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +121,9 @@ class Learner:
             held = {(s.source, s.offset) for s in self.pending}
             self.pending.extend(s for s in fresh if (s.source, s.offset) not in held)
             new = self._unsent(fresh)
-            return Step(held=len(self.pending), messages=[self._warmup_message(new)] if new else [])
+            return Step(held=len(self.pending), messages=[
+                self._warmup_message(new[i : i + WARMUP_SAMPLES_PER_MESSAGE])
+                for i in range(0, len(new), WARMUP_SAMPLES_PER_MESSAGE)])
         samples = [*self.pending, *fresh]
         self.pending = []
         if not samples:

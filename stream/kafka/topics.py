@@ -8,6 +8,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from stream.config import Settings
 from stream.kafka.security import confluent_config
 
+MAX_MODEL_BYTES = 32 * 1024 * 1024  # a model version (compressed JSON) must fit in one record
+
 _WEEK_MS = 7 * 24 * 3600 * 1000
 
 
@@ -16,14 +18,24 @@ class TopicLayoutError(RuntimeError):
 
 
 def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
-    """Per-topic configs: profiles are keyed upserts (compacted); dead letters are kept long."""
+    """Per-topic configs: profiles are keyed upserts (compacted); dead letters are kept long; the model
+    topic keeps the newest version (a few MB at most) and the learning topic what it has not merged."""
     return {
         **{topic: {} for topic in settings.kind_of_topic},
         settings.topic_alerts: {},
         settings.topic_updates: {"retention.ms": str(_WEEK_MS)},
         settings.topic_profiles: {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"},
         settings.topic_dead_letters: {"retention.ms": str(4 * _WEEK_MS)},
+        settings.topic_model: {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1",
+                               "segment.ms": str(3_600_000), "max.message.bytes": str(MAX_MODEL_BYTES)},
+        settings.topic_learning: {"retention.ms": str(_WEEK_MS), "max.message.bytes": str(8 * 1024 * 1024)},
     }
+
+
+def topic_partitions(settings: Settings) -> dict[str, int]:
+    """Partitions per topic: the two model topics have one (one owner, one order), all others the same count."""
+    single = {settings.topic_model, settings.topic_learning}
+    return {name: 1 if name in single else settings.partitions for name in topic_configs(settings)}
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
@@ -35,16 +47,18 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     admin = AdminClient(confluent_config(settings))
     existing = admin.list_topics(timeout=timeout).topics
     configs = topic_configs(settings)
+    partitions = topic_partitions(settings)
     wrong = {
         name: len(existing[name].partitions)
         for name in configs
-        if name in existing and len(existing[name].partitions) != settings.partitions
+        if name in existing and len(existing[name].partitions) != partitions[name]
     }
     if wrong:
         raise TopicLayoutError(
-            f"topics {wrong} exist with another partition count than STREAM_PARTITIONS={settings.partitions}"
+            f"topics {wrong} exist with another partition count than expected {({n: partitions[n] for n in wrong})}"
+            f" (STREAM_PARTITIONS={settings.partitions}; the model topics have one)"
         )
-    missing = [NewTopic(name, settings.partitions, settings.replication, config=cfg) for name, cfg in configs.items() if name not in existing]
+    missing = [NewTopic(name, partitions[name], settings.replication, config=cfg) for name, cfg in configs.items() if name not in existing]
     if not missing:
         return []
     for name, future in admin.create_topics(missing, operation_timeout=timeout).items():

@@ -33,8 +33,10 @@ from stream.config import Settings
 from stream.core.messages import Kind
 from stream.core.profile import Rules
 from stream.core.stage2 import Outputs, ProfileStage
+from stream.kafka.model_topics import ModelFollower
 from stream.worker.dashboard import RecentAlerts, place
 from stream.worker.metrics import Metrics
+from stream.worker.owner import OwnerStage
 from stream.worker.pipeline import BatchProcessor
 from stream.worker.stage1 import EncodeStage
 from stream.worker.web import register_views
@@ -90,6 +92,10 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
         help="per forgotten user only the source offsets already applied, so redelivery cannot resurrect a profile",
         extra_topic_configs=changelog,
     )
+    learning = app.topic(settings.topic_learning, partitions=1, **raw)
+    follower = ModelFollower(settings)
+    follower.start()
+    owner = OwnerStage(settings, processor.encoder.version)
     metrics = Metrics()
     recent_alerts = RecentAlerts()
     stage = EncodeStage(
@@ -106,6 +112,9 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
         warmup_max_wait=settings.warmup_max_wait,
         checkpoint_interval=settings.commit_interval,
         metrics=metrics,
+        learning=learning,
+        follower=follower,
+        settings=settings,
     )
     stage.restore()
     stage.recall_dead_letters(settings)
@@ -136,6 +145,18 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
     @app.timer(interval=1.0)
     async def let_time_pass() -> None:
         await stage.on_timer()
+        await owner.on_timer()
+
+    @app.agent(learning, name="model-owner")
+    async def own_the_model(stream: faust.StreamT) -> None:
+        async for events in stream.noack_take(1000, within=settings.model_publish_interval):
+            await owner.handle(stream, events)
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(_app: faust.App, assigned: set[faust.types.TP], **_: Any) -> None:
+        """Partitions moved: stage 1 re-reads which texts others already sent, the owner reloads the model."""
+        stage.reassigned = True
+        owner.reload = True
 
     @app.agent(updates, name="apply")
     async def apply(stream: faust.StreamT) -> None:
@@ -154,8 +175,8 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
         return app.tables.recovery.completed.is_set() and not app.rebalancing
 
     def clusters_on_map() -> dict[str, Any]:
-        clusterer = stage.processor.clusterer
-        return place(stage.clusters(), clusterer.centers if clusterer.fitted else None)
+        view = stage.processor.view
+        return place(stage.clusters(), view.centers if view is not None else None)
 
     register_views(
         app, table=table, profiles=profiles, api_token=settings.api_token,
@@ -164,8 +185,9 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
         clusters=clusters_on_map,
         metrics=metrics, recent_alerts=recent_alerts, profile_count=lambda: len(table),
         health=lambda: {
-            "model_version": stage.processor.model_version, "clusters_fitted": stage.processor.clusterer.fitted,
+            "model_version": stage.processor.model_version, "clusters_fitted": stage.processor.view is not None,
             "held_for_warmup": len(stage.held), "watermark": stage.processor.watermark,
+            "model_owner": owner.state(),
         },
     )
     return stage

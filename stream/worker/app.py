@@ -7,7 +7,6 @@ from dataclasses import asdict
 import faust
 
 from stream.config import Settings
-from stream.core.clustering import OnlineClusterer
 from stream.kafka.security import faust_credentials
 from stream.model_meta import model_prefixes
 from stream.worker.agents import register
@@ -16,16 +15,10 @@ from stream.worker.pipeline import BatchProcessor
 
 
 def build_processor(settings: Settings, encoder: Encoder) -> BatchProcessor:
-    clusterer = OnlineClusterer(
-        k=settings.clusters,
-        warmup=settings.warmup_size,
-        seed=settings.seed,
-        half_life_events=settings.half_life_events,
-        reassignment_ratio=settings.reassignment_ratio,
-    )
+    """Stage 1 of a worker: the interest model is the application's (shared through the model topics)."""
     return BatchProcessor(
         encoder,
-        clusterer,
+        None,
         kind_of_topic=settings.kind_of_topic,
         prefixes=asdict(model_prefixes(settings.model, settings.review_prefix, settings.query_prefix)),
         limits=settings.decode_limits,
@@ -54,6 +47,9 @@ def create_app(settings: Settings, encoder: Encoder | None = None) -> faust.App:
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 4),
         consumer_auto_offset_reset="earliest",
+        # Records held unacked (texts waiting for the first model version, the owner's warm-up buffer)
+        # would stall every rebalance in Faust's wait for acks; redelivery is idempotent instead.
+        stream_wait_empty=False,
         producer_acks=-1,
         web_enabled=True,
         web_host=settings.web_host,

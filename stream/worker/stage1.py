@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -17,20 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import faust
+import orjson
 
 from stream.config import Settings
-from stream.core.clustering import OnlineClusterer, SnapshotMismatch
 from stream.core.intake import parse_dead_letter_key
 from stream.core.messages import make_tick
 from stream.kafka.clients import committed_offsets, read_topic
+from stream.kafka.model_topics import ModelFollower, sent_since
 from stream.worker import checkpoint
 from stream.worker.metrics import Metrics
-from stream.worker.pipeline import (
-    KEYWORDS_PER_CLUSTER,
-    BatchProcessor,
-    BatchResult,
-    Record,
-)
+from stream.worker.pipeline import BatchProcessor, BatchResult, Record
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +55,16 @@ class EncodeStage:
         warmup_max_wait: float,
         checkpoint_interval: float,
         metrics: Metrics,
+        learning: faust.TopicT,
+        follower: ModelFollower,
+        settings: Settings,
     ) -> None:
         self.processor = processor
+        self.learning = learning
+        self.follower = follower
+        self.settings = settings
+        self.sender = f"{settings.app_id}/{uuid.uuid4().hex[:12]}".encode()  # the learning topic's key: which worker
+        self.reassigned = False  # set on a rebalance: sent positions of newly owned partitions must be read again
         self.metrics = metrics
         self.checkpoint_path = checkpoint_path
         self.updates = updates
@@ -78,23 +83,35 @@ class EncodeStage:
         self.dead_sent: set[str] = set()
 
     def restore(self) -> None:
-        """Continue the clustering model of the last run, if it fits the current encoder."""
+        """Continue this worker's event time, erasures and sent positions, and wait for the model topic.
+
+        The clustering model itself is the application's (:mod:`stream.kafka.model_topics`): the
+        follower reads its newest version, and what other workers sent after it counts as sent.
+        """
+        if not self.follower.caught_up.wait(timeout=60):
+            log.warning("model topic %s not read to its end within 60 s; continuing", self.settings.topic_model)
         data = checkpoint.read(self.checkpoint_path)
-        if data is None:
-            return
-        try:
-            clusterer, state = OnlineClusterer.restore(data)
-        except SnapshotMismatch as exc:
-            log.warning("ignoring clustering checkpoint %s: %s", self.checkpoint_path, exc)
-            return
-        if state.get("encoder_version") != self.processor.encoder.version or clusterer.k != self.processor.clusterer.k:
-            log.warning(
-                "clustering checkpoint %s is for encoder %s, k=%s; starting a new model",
-                self.checkpoint_path, state.get("encoder_version"), clusterer.k,
-            )
-            return
-        self.processor.load_state(clusterer, state)
-        log.info("restored clustering model %s from %s", clusterer.version, self.checkpoint_path)
+        if data is not None:
+            try:
+                state = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                log.warning("ignoring checkpoint %s: not this version's JSON state", self.checkpoint_path)
+            else:
+                self.processor.load_state(state)
+                log.info("restored event time and erasures from %s", self.checkpoint_path)
+        self.rescan()
+
+    def rescan(self) -> None:
+        """Count as sent what any worker sent after the newest model version (run when partitions move)."""
+        self._take_model()
+        for source, offset in sent_since(self.settings, self.follower.position).items():
+            self.processor.learner.saw_sent(source, offset)
+        self.reassigned = False
+
+    def _take_model(self) -> None:
+        view = self.follower.latest
+        if view is not None and self.processor.use_model(view):
+            self.metrics.set_model(self.processor.encoder.version, view.version, view.number)
 
     async def handle(self, stream: faust.StreamT, events: list[faust.EventT]) -> None:
         records = [
@@ -119,9 +136,7 @@ class EncodeStage:
     ) -> None:
         loop = asyncio.get_running_loop()
         encoded = getattr(self.processor.encoder, "last_stats", None)
-        result: BatchResult = await loop.run_in_executor(
-            self.executor, lambda: self.processor.process(records, force_fit=force_fit, highwaters=highwaters)
-        )
+        result: BatchResult = await loop.run_in_executor(self.executor, lambda: self._process(records, force_fit, highwaters))
         self._observe(records, result, highwaters or {}, encoded)
         sending = time.perf_counter()
         self.dirty |= bool(records or result.updates or result.ticks)
@@ -139,6 +154,7 @@ class EncodeStage:
                     await self.updates.send(key=b"", value=make_tick(tick), partition=p, force=True)
                     for p in range(self.partitions)
                 ]
+        pending += await self._send_learning(result.messages)
         await asyncio.gather(*pending)
         self.metrics.record_stage("publish_updates", time.perf_counter() - sending, events=len(result.updates))
         self.metrics.record_published(self.updates.get_topic_name(), len(result.updates) + len(result.ticks) * self.partitions)
@@ -152,6 +168,21 @@ class EncodeStage:
         self.held = [h for h in self.held if _position(h[1]) in waiting]
         self.held_since = (self.held_since or time.monotonic()) if self.held else None
         await self._checkpoint_then_ack()
+
+    def _process(
+        self, records: list[Record], force_fit: bool, highwaters: dict[str, int | None] | None
+    ) -> BatchResult:
+        """In the executor: take a newer model version (and rescan after a rebalance) before the batch."""
+        if self.reassigned:
+            self.rescan()
+        self._take_model()
+        return self.processor.process(records, force_fit=force_fit, highwaters=highwaters)
+
+    async def _send_learning(self, messages: list[dict[str, Any]]) -> list[Any]:
+        """Queue this batch's learning for the model owner; the caller awaits delivery before acking."""
+        futures = [await self.learning.send(key=self.sender, value=orjson.dumps(m), force=True) for m in messages]
+        self.metrics.record_published(self.learning.get_topic_name(), len(messages))
+        return futures
 
     def _observe(
         self, records: list[Record], result: BatchResult, highwaters: Mapping[str, int | None], encoded: object
@@ -176,7 +207,6 @@ class EncodeStage:
         read = processor.clock.partition_next
         m.set_consumer_lag({s: end - read[s] for s, end in highwaters.items() if end is not None and s in read})
         m.set_watermark(processor.watermark)
-        m.set_model(processor.encoder.version, processor.clusterer.version, processor.clusterer.updates)
 
     async def _checkpoint_then_ack(self) -> None:
         """At most once per ``checkpoint_interval``: persist the model, then ack what it has learned from.
@@ -196,10 +226,10 @@ class EncodeStage:
         self.last_checkpoint = time.monotonic()
 
     async def forget_terms(self, terms: Mapping[str, Mapping[str, int]], user: str) -> None:
-        """Take a forgotten user's words (and the user as their writer) out of the cluster keywords; persist that."""
-        async with self.lock:
-            self.processor.learner.forget(terms, user)
-            await asyncio.get_running_loop().run_in_executor(self.executor, self._save_checkpoint)
+        """Ask the model owner to take a forgotten user's words, snippets and writer tag out of the model.
+
+        Awaited until the broker has it: the forget request's offset is committed only after."""
+        await asyncio.gather(*await self._send_learning(self.processor.forget(terms, user)))
 
     def recall_dead_letters(self, settings: Settings) -> None:
         """Dead letters already published for records that can still be redelivered (offset >= committed).
@@ -219,29 +249,28 @@ class EncodeStage:
                  " (%d records with foreign keys skipped)", len(self.dead_sent), foreign)
 
     def _save_checkpoint(self) -> None:
-        checkpoint.write_atomic(self.checkpoint_path, self.processor.clusterer.snapshot(**self.processor.state()))
+        checkpoint.write_atomic(self.checkpoint_path, orjson.dumps(self.processor.state()))
 
     def clusters(self) -> dict[str, Any]:
-        """Cluster sizes and keywords of this worker's model, for GET /clusters."""
-        clusterer = self.processor.clusterer
-        sizes = clusterer.sizes()
-        learner = self.processor.learner
-        keywords = learner.keywords(KEYWORDS_PER_CLUSTER * 2)  # only words of enough distinct users
-        topic_keywords = learner.topic_keywords(KEYWORDS_PER_CLUSTER * 2)
-        topic_of = {c: learner.topic_of.get(c, c) for c in range(clusterer.k)}
+        """Cluster sizes, keywords and snippets of the model version this worker assigns with, for GET /clusters."""
+        view = self.processor.view
+        if view is None:
+            return {"model_version": self.processor.model_version, "fitted": False, "texts_learned": 0,
+                    "clusters": [], "topics": []}
+        topic_of = {c: view.topic_of.get(c, c) for c in range(view.k)}
         return {
             "model_version": self.processor.model_version,
-            "fitted": clusterer.fitted,
-            "texts_learned": clusterer.seen,
+            "fitted": True,
+            "texts_learned": view.seen,
             "clusters": [
-                {"cluster": c, "topic": topic_of[c], "size": round(float(sizes[c]), 2), "keywords": keywords.get(c, []),
-                 "examples": [text for _, text, _ in learner.examples.get(c, [])]}
-                for c in range(clusterer.k)
+                {"cluster": c, "topic": topic_of[c], "size": round(float(view.sizes[c]), 2),
+                 "keywords": list(view.keywords.get(c, [])), "examples": list(view.examples.get(c, []))}
+                for c in range(view.k)
             ],
             "topics": [
-                {"topic": t, "clusters": [c for c in range(clusterer.k) if topic_of[c] == t],
-                 "size": round(sum(float(sizes[c]) for c in range(clusterer.k) if topic_of[c] == t), 2),
-                 "keywords": topic_keywords.get(t, [])}
+                {"topic": t, "clusters": [c for c in range(view.k) if topic_of[c] == t],
+                 "size": round(sum(float(view.sizes[c]) for c in range(view.k) if topic_of[c] == t), 2),
+                 "keywords": list(view.topic_keywords.get(t, []))}
                 for t in sorted(set(topic_of.values()))
-            ] if clusterer.fitted else [],
+            ],
         }

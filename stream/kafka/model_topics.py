@@ -1,0 +1,151 @@
+"""The two single-partition topics of the shared interest model, read with plain confluent-kafka clients.
+
+* ``{app}-model`` (compacted, key ``model``): each version the owner publishes. Every worker
+  follows it in a background thread (:class:`ModelFollower`): Faust would hand a partition to
+  one worker only, and every worker needs every version.
+* ``{app}-model-learning``: what workers learned, in the order the owner merges it. A worker
+  that takes over an input partition reads the records after the latest version
+  (:func:`sent_since`) to know which of that partition's texts another worker already sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, TopicPartition
+
+from stream.config import Settings
+from stream.core.shared_model import (
+    ModelFormatError,
+    ModelView,
+    covered_positions,
+    decode_snapshot,
+)
+from stream.kafka.security import confluent_config
+from stream.kafka.topics import MAX_MODEL_BYTES
+
+log = logging.getLogger(__name__)
+
+
+
+def _consumer(settings: Settings, **config: Any) -> Consumer:
+    return Consumer({
+        **confluent_config(settings), "group.id": f"stream-model-{time.monotonic_ns()}", "enable.auto.commit": False,
+        "fetch.max.bytes": MAX_MODEL_BYTES, "max.partition.fetch.bytes": MAX_MODEL_BYTES,
+        "receive.message.max.bytes": MAX_MODEL_BYTES + 1024 * 1024, **config,
+    })
+
+
+def _records(settings: Settings, topic: str, start: int | None, timeout: float) -> list[tuple[int, bytes]]:
+    """(offset, value) of partition 0 from ``start`` (None: only the last record) to the end seen now."""
+    consumer = _consumer(settings)
+    try:
+        tp = TopicPartition(topic, 0)
+        low, high = consumer.get_watermark_offsets(tp, timeout=10)
+        first = max(low, high - 1) if start is None else max(low, start)
+        if first >= high:
+            return []
+        consumer.assign([TopicPartition(topic, 0, first)])
+        out: list[tuple[int, bytes]] = []
+        deadline = time.monotonic() + timeout
+        reached = False
+        while not reached:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic} from {first}: offset {high - 1} not reached in {timeout}s")
+            for msg in consumer.consume(500, timeout=0.2):
+                if msg.error():
+                    raise RuntimeError(str(msg.error()))
+                if msg.value():
+                    out.append((msg.offset(), msg.value()))
+                reached = reached or msg.offset() >= high - 1
+        return out
+    finally:
+        consumer.close()
+
+
+def latest_snapshot(settings: Settings, timeout: float = 60.0) -> dict[str, Any] | None:
+    """The newest version on the model topic, as the owner wrote it (None before the first fit)."""
+    for _, value in reversed(_records(settings, settings.topic_model, None, timeout)):
+        try:
+            return decode_snapshot(value)
+        except ModelFormatError as exc:
+            log.error("the last record of %s is not a model snapshot (%s); starting from the one before is "
+                      "not possible on a compacted topic, so the owner starts afresh", settings.topic_model, exc)
+    return None
+
+
+def sent_since(settings: Settings, position: int, timeout: float = 60.0) -> dict[str, int]:
+    """Per input partition, the last offset whose learning reached the learning topic after ``position``."""
+    out: dict[str, int] = {}
+    for _, value in _records(settings, settings.topic_learning, position + 1, timeout):
+        try:
+            message = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(message, dict):
+            for source, last in covered_positions(message).items():
+                out[source] = max(out.get(source, -1), last)
+    return out
+
+
+class ModelFollower:
+    """Keeps the newest model version of the application in memory, from a background thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.latest: ModelView | None = None
+        self.position = -1  # learning-topic position the latest version covers
+        self.caught_up = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="model-follower", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        topic = self.settings.topic_model
+        while not self._stop.is_set():
+            try:
+                self._follow(topic)
+            except Exception:
+                log.exception("following %s failed; retrying in 2 s", topic)
+                self._stop.wait(2.0)
+
+    def _follow(self, topic: str) -> None:
+        consumer = _consumer(self.settings)
+        try:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+            consumer.assign([TopicPartition(topic, 0, max(low, high - 1))])
+            if high <= low:
+                self.caught_up.set()
+            while not self._stop.is_set():
+                msg = consumer.poll(0.5)
+                if msg is None:
+                    continue
+                if msg.error():
+                    raise RuntimeError(str(msg.error()))
+                if msg.value():
+                    self._take(msg.value(), msg.offset())
+                if msg.offset() >= high - 1:
+                    self.caught_up.set()
+        finally:
+            consumer.close()
+
+    def _take(self, value: bytes, offset: int) -> None:
+        try:
+            snapshot = decode_snapshot(value)
+            view = ModelView.from_snapshot(snapshot)
+        except ModelFormatError as exc:
+            log.error("model record %d of %s skipped: %s", offset, self.settings.topic_model, exc)
+            return
+        if view.newer_than(self.latest):
+            self.latest = view
+            self.position = int(snapshot.get("position", -1))
