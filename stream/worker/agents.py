@@ -152,6 +152,12 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
         async for events in stream.noack_take(1000, within=settings.model_publish_interval):
             await owner.handle(stream, events)
 
+    @app.on_partitions_revoked.connect
+    async def on_revoked(_app: faust.App, revoked: set[faust.types.TP], **_: Any) -> None:
+        """Finish what is in flight before another worker takes over (Faust does not wait: stream_wait_empty off)."""
+        await stage.settle()
+        await owner.settle()
+
     @app.on_partitions_assigned.connect
     async def on_assigned(_app: faust.App, assigned: set[faust.types.TP], **_: Any) -> None:
         """Partitions moved: stage 1 re-reads which texts others already sent, the owner reloads the model."""
@@ -182,11 +188,13 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
         app, table=table, profiles=profiles, api_token=settings.api_token,
         pseudonym_key=settings.pseudonym_key, raw_lookups_per_second=settings.raw_lookups_per_second,
         ready=ready, watermark=lambda: stage.processor.watermark,
-        clusters=clusters_on_map,
+        clusters=clusters_on_map, assign=stage.assign_texts,
         metrics=metrics, recent_alerts=recent_alerts, profile_count=lambda: len(table),
         health=lambda: {
             "model_version": stage.processor.model_version, "clusters_fitted": stage.processor.view is not None,
-            "held_for_warmup": len(stage.held), "watermark": stage.processor.watermark,
+            "held_for_warmup": len(stage.processor.learner.pending), "unacked": len(stage.held),
+            "waiting_for_watermark": len(stage.processor.outbox.waiting), "watermark": stage.processor.watermark,
+            "sent": dict(stage.processor.learner.sent),
             "model_owner": owner.state(),
         },
     )

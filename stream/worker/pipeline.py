@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from stream.core.clustering import OnlineClusterer
 from stream.core.erasure import Erasures
 from stream.core.events import Event, Limits, Rejected
@@ -110,6 +112,17 @@ class BatchProcessor:
     def use_model(self, view: ModelView) -> bool:
         """Assign with ``view`` from now on if it is newer (texts held for the first version go out next batch)."""
         return self.learner.use(view)
+
+    def assign_texts(self, texts: Sequence[str], kind: str = "review") -> dict[str, Any]:
+        """The clusters this worker would give ``texts`` now (cleaned, masked and encoded as stage 1 does)."""
+        view = self.learner.view
+        if view is None or not texts:
+            return {"model_version": self.model_version, "clusters": [None] * len(texts)}
+        cleaned = clean_many(list(texts))
+        x = self.encoder.encode([self.prefixes.get(kind, "") + c.text for c in cleaned])
+        labels, sims = view.assign(np.stack(x))
+        return {"model_version": f"{self.encoder.version}+{view.version}", "clusters": [int(c) for c in labels],
+                "similarity": [round(float(m), 4) for m in sims]}
 
     def forget(self, terms: Mapping[str, Mapping[str, float]], user: str) -> list[dict[str, Any]]:
         """The message that takes a forgotten user's words out of the model (applied here when in process)."""

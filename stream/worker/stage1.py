@@ -114,15 +114,22 @@ class EncodeStage:
             self.metrics.set_model(self.processor.encoder.version, view.version, view.number)
 
     async def handle(self, stream: faust.StreamT, events: list[faust.EventT]) -> None:
-        records = [
-            Record(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
-            for e in events
-        ]
         now = time.time()
         self.metrics.record_stage("queue_wait", [now - (e.message.timestamp or now) for e in events])
         async with self.lock:
+            owned = self.highwaters()
+            records = [
+                Record(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
+                for e in events
+            ]
             self.held.extend((stream, e) for e in events)
-            await self._run(records, force_fit=False, highwaters=self.highwaters())
+            await self._run(records, force_fit=False, highwaters=owned)
+
+    async def settle(self) -> None:
+        """Wait for the batch in flight (called when partitions are revoked): its learning and updates
+        reach the broker before another worker starts on those partitions."""
+        async with self.lock:
+            pass
 
     async def on_timer(self) -> None:
         """Let time pass without records: idle partitions release the watermark, and a warm-up
@@ -250,6 +257,12 @@ class EncodeStage:
 
     def _save_checkpoint(self) -> None:
         checkpoint.write_atomic(self.checkpoint_path, orjson.dumps(self.processor.state()))
+
+    async def assign_texts(self, texts: list[str], kind: str) -> dict[str, Any]:
+        """For GET /model/assign: the worker's current model applied to probe texts (on the encoder's thread)."""
+        self._take_model()
+        return await asyncio.get_running_loop().run_in_executor(
+            self.executor, lambda: self.processor.assign_texts(texts, kind))
 
     def clusters(self) -> dict[str, Any]:
         """Cluster sizes, keywords and snippets of the model version this worker assigns with, for GET /clusters."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hmac
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -28,6 +28,8 @@ from stream.worker.dashboard import RecentAlerts, asset
 from stream.worker.metrics import Metrics
 
 PROFILE_COUNT_SECONDS = 10.0  # counting the table walks its keys: at most this often
+MAX_PROBE_TEXTS = 32  # GET /model/assign: texts per request (each is encoded on the worker's encoder thread)
+MAX_PROBE_CHARS = 2000
 
 
 def authorized(header: str | None, token: str) -> bool:
@@ -59,6 +61,7 @@ def register_views(
     ready: Callable[[], bool],
     watermark: Callable[[], int],
     clusters: Callable[[], dict[str, Any]],
+    assign: Callable[[list[str], str], Awaitable[dict[str, Any]]],
     health: Callable[[], dict[str, Any]],
     metrics: Metrics,
     recent_alerts: RecentAlerts,
@@ -111,6 +114,19 @@ def register_views(
         if not allowed(request):
             return _unauthorized(web)
         return web.json(clusters())
+
+    @app.page("/model/assign")
+    async def assign_view(web: View, request: Request) -> Response:
+        """``?text=…&text=…[&kind=search]``: which clusters this worker's model version gives these texts."""
+        if not allowed(request):
+            return _unauthorized(web)
+        texts = request.query.getall("text", [])
+        kind = request.query.get("kind", "review")
+        if not texts or len(texts) > MAX_PROBE_TEXTS or kind not in ("review", "search") or any(
+                len(t) > MAX_PROBE_CHARS for t in texts):
+            return web.json({"error": "bad_request", "detail": f"1 to {MAX_PROBE_TEXTS} `text` parameters of at most "
+                             f"{MAX_PROBE_CHARS} characters, kind review or search"}, status=400)
+        return web.json(await assign(texts, kind))
 
     @app.page("/health")
     async def health_view(web: View, request: Request) -> Response:

@@ -303,3 +303,11 @@ def test_held_record_redelivered_before_warm_start_is_buffered_once(processor: B
     result = processor.process(reviews(range(6, WARMUP)))
     assert [u["offset"] for u in result.updates] == list(range(WARMUP))
     assert processor.clusterer.seen == WARMUP
+
+
+def test_probe_texts_get_the_clusters_their_encoding_gives_under_the_current_version(fitted: BatchProcessor) -> None:
+    texts = ["屏幕很清晰", "尺码偏小，建议买大一号"]
+    answer = fitted.assign_texts(texts)
+    expected = fitted.view.assign(np.stack([FakeEncoder.vector(clean(t).text) for t in texts]))[0]
+    assert answer["clusters"] == [int(c) for c in expected]
+    assert answer["model_version"] == fitted.model_version
