@@ -188,11 +188,11 @@ _EMAIL_HINT = re.compile(r"[@﹫]|at|艾特|圈|小老鼠", re.IGNORECASE)
 _CJK_RANGE = "\u3400-\u4dbf\u4e00-\u9fff"
 _FILLER = r"(?:群号?|号码?|邮箱|id|账号|帐号)?[^\w\n]{0,3}(?:是|为)?[\s:：]{0,2}"
 _KEY_HINT = re.compile(
-    r"[加+]\s*[vV薇威微]|[wWvV]\s*[xX]|[qQ]\s*[qQ号群:：]|[微威薇徽vV]\s*信|薇|扣|企鹅|加群|绿泡泡|护照|通行证|回乡证|台胞证|[vV]\s*[:：]|[wW]\s*[eE][iI]|[cC][hH][aA][tT]|[pP][aA][sS][sS]"
+    r"[加+]\s*[vV薇威微]|[wWvV]\s*[xX]|[qQ]\s*[qQ号群:：]|[微威薇徽vV][^\w\n]{0,2}信|薇|扣|企鹅|加群|绿泡泡|护照|通行证|回乡证|台胞证|[vV]\s*[:：]|[wW]\s*[eE][iI]|[cC][hH][aA][tT]|[pP][aA][sS][sS]"
 )
 _WXID = re.compile(r"(?<![a-z0-9])wxid_[a-z0-9_\-]{3,30}", re.IGNORECASE)
 _WECHAT_KEY = re.compile(
-    r"(?:[微威薇徽v]\s?信|绿泡泡|(?<![a-z])(?:[vw]\s?x|wei\s?xin|wechat|vchat)(?![a-z])|加\s*(?:v|[薇威微](?!\s?信))"
+    r"(?:[微威薇徽v][^\w\n]{0,2}信|绿泡泡|(?<![a-z])(?:[vw]\s?x|wei\s?xin|wechat|vchat)(?![a-z])|加\s*(?:v|[薇威微])(?![^\w\n]{0,2}信)"
     r"|\+\s*v(?![a-z])|(?<![a-z])v\s*(?=[:：])|薇(?=\s*[^\w\s]))"
     + _FILLER,
     re.IGNORECASE,
