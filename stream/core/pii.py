@@ -183,6 +183,7 @@ _EMAIL_BARE = re.compile(
     re.IGNORECASE,
 )
 _EMAIL_HINT = re.compile(r"[@﹫]|at|艾特|圈|小老鼠", re.IGNORECASE)
+_SPACE = re.compile(r"\s")
 
 # What may sit between a key word and the id: 号码, 群号, 邮箱, a colon, 是, a heart or another symbol.
 _CJK_RANGE = "\u3400-\u4dbf\u4e00-\u9fff"
@@ -634,8 +635,10 @@ def _spans(sh: Shadow, strict: bool = False) -> list[tuple[int, int, str]]:
     claims = _Claims(len(s))
     if _EMAIL_HINT.search(plain):
         _claim_matches(_EMAIL, plain, claims, "email")
-        _claim_matches(_EMAIL_MOUSE, plain, claims, "email")
-        _claim_matches(_EMAIL_SPACED, plain, claims, "email")
+        if "圈" in plain or "小老鼠" in plain:
+            _claim_matches(_EMAIL_MOUSE, plain, claims, "email")
+        if _SPACE.search(plain):
+            _claim_matches(_EMAIL_SPACED, plain, claims, "email")
         _claim_matches(_EMAIL_BARE, plain, claims, "email")
     if _KEY_HINT.search(plain):
         _keyed(plain, s, claims)
