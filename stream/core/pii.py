@@ -203,7 +203,7 @@ _WECHAT_ID = re.compile(r"[a-z][a-z0-9_\-]{5,19}(?![a-z0-9_\-])", re.IGNORECASE)
 _WECHAT_SPACED = re.compile(r"[a-z][a-z0-9_\-]*(?: [a-z0-9_\-]+){1,3}(?![a-z0-9_\-])", re.IGNORECASE)
 # After an explicit colon an id may start with a name in Chinese characters (微信：張三88abc).
 _WECHAT_NAMED = re.compile(rf"[{_CJK_RANGE}]{{1,4}}[a-z0-9_\-]*[0-9][a-z0-9_\-]*", re.IGNORECASE)
-_PLACEHOLDER_WORD = re.compile(r"\[(?:%s)\]" % "|".join(p.strip("[]") for p in PLACEHOLDERS.values()))
+_PLACEHOLDER_WORD = re.compile("|".join(map(re.escape, PLACEHOLDERS.values())))  # an id already masked
 _QQ_KEY = re.compile(
     rf"(?:(?<![a-z])q\s?q(?![a-z])|扣扣|企鹅|q号|(?<![a-z])q\s?群|加群|(?<![a-z])q(?=\s*[:：])|扣(?=[\s:：]|[0-9]{{6}})){_FILLER}",
     re.IGNORECASE,
@@ -260,7 +260,7 @@ _STREET_NAME = 8  # characters before 路/街… masked with the number: the str
 _REGION_END = frozenset("省市区县镇乡")  # the street name stops there: 浦东新区 is no secret
 _UNIT = r"(?:号楼|号院|栋|幢|座|单元|门|室|楼|层|号|弄|支弄|户)"
 # A bare room number after a building, unit or entrance: …2单元1102, …1门302.
-_ROOM = rf"(?:(?<=[元门楼栋幢座])\s?[0-9]{{2,4}}(?![0-9年月日元块]))?"
+_ROOM = r"(?:(?<=[元门楼栋幢座])\s?[0-9]{2,4}(?![0-9年月日元块]))?"
 _HOUSE = (
     rf"\s?[甲乙丙丁]?{_NUM}(?:-{_NUM})?\s?(?:号|弄)(?!线|电池|球)"
     rf"(?:[院楼]|\s?{_NUM}(?:-{_NUM})*{_UNIT})*{_ROOM}"
