@@ -4,6 +4,11 @@ Decoding and validation are :func:`stream.core.events.decode`; here the record's
 the contract, orders in another currency are refused, user ids are pseudonymised (or
 refused when they are personal data and no key is set) and free-form fields are scrubbed,
 so nothing after this point sees personal data.
+
+Identifiers and attribute values are read strictly (:func:`stream.core.privacy.contains_pii`):
+a user id such as ``138/1234/5678`` is refused without a pseudonym key (the dead letter masks
+it), an event id holding one becomes the record position, and the fields in ``SCRUBBED`` are
+dropped. Every other string is masked (strictly, but the review or search text as prose).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
-from stream.core.events import Event, Limits, Reason, Rejected, decode
+from stream.core.events import KINDS, Event, Limits, Reason, Rejected, decode
 from stream.core.messages import dead_letter
 from stream.core.privacy import contains_pii, pseudonym, scrub
 from stream.core.profile import ATTRIBUTES
@@ -112,7 +117,14 @@ class Intake:
         if event_id is None or contains_pii(event_id):
             event_id = f"{record.source}/{record.offset}"
         fields = {**event.fields, **{k: scrub(event.fields.get(k)) for k in SCRUBBED if k in event.fields}}
-        fields = {**mask_tree(fields, limit=sys.maxsize, numbers=False).value, "user_id": user, "event_id": event_id}
+        text_field = KINDS[event.kind][1]
+        prose = {text_field: fields.pop(text_field)} if text_field in fields else {}
+        fields = {
+            **mask_tree(fields, limit=sys.maxsize, numbers=False).value,
+            **mask_tree(prose, limit=sys.maxsize, numbers=False, strict=False).value,
+            "user_id": user,
+            "event_id": event_id,
+        }
         return replace(event, user_id=user, event_id=event_id, fields=fields)
 
 

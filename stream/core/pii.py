@@ -15,7 +15,9 @@ Pure and dependency-free, so the worker, the dead-letter path and the privacy re
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
+import itertools
 import re
 import unicodedata
 from collections.abc import Callable, Iterator
@@ -100,28 +102,32 @@ _INVISIBLE_CPS = sorted(
 _INVISIBLE = re.compile(f"[{_ranges(_INVISIBLE_CPS)}]")
 _INVISIBLE_SET = frozenset(_INVISIBLE_CPS)
 # Separators that may sit between the digits of one number: spaces, dots, every dash, underscores,
-# brackets, plus signs, bullets, symbols and emoji. Not , / : which separate distinct numbers.
+# brackets, plus signs, bullets, % & 点, symbols and emoji, in runs of any length. Not , / : which
+# separate distinct numbers in prose (ids and dead letters read those too: see ``strict``).
 _SEP_CPS = sorted(
-    {ord(c) for c in " \t\n\r\f\v.-_·•・()[]{}<>【】〔〕「」《》+~|=*#'\"‘’“”。−、;\u2028\u2029"}
-    | {
-        cp
-        for cp in range(0x80, 0x20000)
-        if unicodedata.category(chr(cp)) in ("Pd", "Zs", "So", "Sk")
-        and unicodedata.normalize("NFKC", chr(cp)) == chr(cp)
-    }
+    (
+        {ord(c) for c in " \t\n\r\f\v.-_·•・()[]{}<>【】〔〕「」《》+~|=*#'\"‘’“”。−、;%&点\u2028\u2029"}
+        | {
+            cp
+            for cp in range(0x80, 0x20000)
+            if unicodedata.category(chr(cp)) in ("Pd", "Zs", "So", "Sk")
+            and unicodedata.normalize("NFKC", chr(cp)) == chr(cp)
+        }
+    )
+    - set(_DIGITS)
 )
 _SEP = _ranges(_SEP_CPS)
 _CN = "".join(_CN_DIGITS)
 
+# Digits NFKC leaves alone (٣, ३, dingbat ❶ ➀ ⓵): normalised text may still hold them.
+_KEPT_DIGITS = _ranges(sorted(cp for cp in _DIGITS if unicodedata.is_normalized("NFKC", chr(cp))))
+_OTHER_DIGIT = re.compile(f"[{_KEPT_DIGITS}]")
 # Normalised text without digits, numerals, Latin letters or @ cannot hold anything found here.
-_GATE = re.compile(f"[\\dA-Za-z@﹫艾{_CN}]")
-_OTHER_DIGIT = re.compile(
-    r"[^\D0-9]"
-)  # NFKC text: only script digits (٣, ३) are left to map
+_GATE = re.compile(f"[0-9A-Za-z@﹫艾圈鼠{_CN}{_KEPT_DIGITS}]")
 _CN_ANY = re.compile(f"[{_CN}]")
 _ANY_DIGIT = re.compile("[0-9]")
-_CN_RUN = re.compile(rf"[0-9{_CN}](?:[{_SEP}]{{0,8}}[0-9{_CN}]){{4,}}")
-_RUN = re.compile(rf"[0-9](?:[{_SEP}]{{0,8}}[0-9])*")
+_CN_RUN = re.compile(rf"[0-9{_CN}](?:[{_SEP}]*[0-9{_CN}]){{4,}}")
+_RUN = re.compile(rf"[0-9](?:[{_SEP}]*[0-9])*")
 _GROUP = re.compile(r"[0-9]+")
 _SEP_ONLY = re.compile(rf"[{_SEP}]{{0,2}}")
 
@@ -138,15 +144,18 @@ _LANDLINE = re.compile(
 _CARD_IIN = re.compile(r"(?:[3-69]|2[2-7])[0-9]{14,18}")
 _LONGEST = 22  # 0086 + area code + 8 digits, or a 19-digit card with slack
 
-_LOCAL_ASCII = r"(?<![a-z0-9._%+\-])[a-z0-9][a-z0-9._%+\-]*"
+# Latin, Greek and Cyrillic letters: look-alikes (Cyrillic а in zhаngsаn) belong to the local part.
+_LOCAL_LETTER = "a-z0-9\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff"
+_LOCAL_ASCII = rf"(?<![{_LOCAL_LETTER}._%+\-])[{_LOCAL_LETTER}][{_LOCAL_LETTER}._%+\-]*"
 _LOCAL_OTHER = r"[^\W_a-z0-9]{1,4}"  # IDN local part (a Chinese name); short so the sentence before it survives
-_AT = r"(?:\s*[@﹫]\s*|\s*[(\[{<【（]\s*(?:at|@|艾特)\s*[)\]}>】）]\s*|\s*艾特\s*|\s*圈a\s*)"
+_AT = r"(?:\s*[@﹫]\s*|\s*[(\[{<【（]\s*(?:at|@|艾特)\s*[)\]}>】）]\s*|\s*(?:艾特|圈a)\s*)"
 _DOT = (
     r"(?:\s*[.。]\s*|\s*[(\[{<【（]\s*(?:dot|点)\s*[)\]}>】）]\s*|\s+dot\s+|\s*点\s*)"
 )
 # Labels may be IDN (Latin, Cyrillic, Greek, kana, hangul, CJK without 点, which spells a dot).
-_LABEL = "[a-z0-9\\-\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u70b8\u70ba-\u9fff\uac00-\ud7af]{1,63}"
-_TLD = r"(?:[a-z]{2,24}(?![a-z])|中国|中國|公司|网络|網絡|在线|商城|集团|香港|台湾|台灣|新加坡|我爱你|网址|信息|移动)"
+_LABEL = "[a-z0-9\\-\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u70b8\u70ba-\u9fff\uac00-\ud7af]{1,63}+"  # possessive: a dot never starts with a label character
+# A top-level domain takes any letters glued to it (look-alikes too), so that masking twice changes nothing.
+_TLD = rf"(?:[a-z]{{2,24}}[{_LOCAL_LETTER}]*+(?!\.[a-z0-9])|中国|中國|公司|网络|網絡|在线|商城|集团|香港|台湾|台灣|新加坡|我爱你|网址|信息|移动)"
 _PROVIDER = r"(?:qq|163|126|139|188|yeah|sina|sohu|aliyun|foxmail|gmail|googlemail|hotmail|outlook|live|msn|yahoo|icloud|me|proton(?:mail)?)"
 _EMAIL = re.compile(
     rf"(?:{_LOCAL_ASCII}|{_LOCAL_OTHER})(?:{_AT}{_LABEL}(?:{_DOT}{_LABEL})*?{_DOT}"
@@ -154,29 +163,75 @@ _EMAIL = re.compile(
     rf"|\s+at\s+{_PROVIDER}(?:\s+dot\s+{_LABEL})*?\s+dot\s+){_TLD}",
     re.IGNORECASE,
 )
-_EMAIL_HINT = re.compile(r"[@﹫]|at|艾特|圈a", re.IGNORECASE)
+# A domain typed with stray spaces (q q.com, qq.c om): a known provider or top-level domain, letter by letter.
+_SPACED_PROVIDER = "|".join(
+    r"\s?".join(name)
+    for name in ("qq", "163", "126", "139", "sina", "sohu", "aliyun", "foxmail", "gmail", "hotmail", "outlook", "yahoo", "icloud")
+)
+_SPACED_TLD = "|".join(r"\s?".join(tld) for tld in ("com", "cn", "net", "org", "edu"))
+_EMAIL_SPACED = re.compile(
+    rf"(?:{_LOCAL_ASCII}|{_LOCAL_OTHER}){_AT}(?:{_SPACED_PROVIDER}|{_LABEL})(?:{_DOT}{_LABEL})*?{_DOT}(?:{_SPACED_TLD})(?![a-z])",
+    re.IGNORECASE,
+)
+# 圈 and 小老鼠 (a little mouse: @) only after a Latin local part: 朋友圈 abc.com is no address.
+_EMAIL_MOUSE = re.compile(
+    rf"{_LOCAL_ASCII}\s*(?:圈|小老鼠)\s*{_LABEL}(?:{_DOT}{_LABEL})*?{_DOT}{_TLD}", re.IGNORECASE
+)
+# A mail provider without its top-level domain (zhangsan@gmail).
+_EMAIL_BARE = re.compile(
+    rf"{_LOCAL_ASCII}\s*[@﹫]\s*(?:qq|163|126|139|sina|sohu|aliyun|foxmail|gmail|googlemail|hotmail|outlook|yahoo|icloud)(?![a-z0-9.\-])",
+    re.IGNORECASE,
+)
+_EMAIL_HINT = re.compile(r"[@﹫]|at|艾特|圈|小老鼠", re.IGNORECASE)
+_SPACE = re.compile(r"\s")
 
-_FILLER = r"(?:号码?|id|账号|帐号)?[\s:：=#]{0,3}(?:是|为)?[\s:：]{0,2}"
+# What may sit between a key word and the id: 号码, 群号, 邮箱, a colon, 是, a heart or another symbol.
+_CJK_RANGE = "\u3400-\u4dbf\u4e00-\u9fff"
+_FILLER = r"(?:群号?|号码?|邮箱|id|账号|帐号)?[^\w\n]{0,3}(?:是|为)?[\s:：]{0,2}"
 _KEY_HINT = re.compile(
-    r"[加+]\s*[vV]|[wWvV][xX]|[qQ][qQ]|[微威薇徽vV]信|扣扣|企鹅|[qQ]号|护照|通行证|回乡证|台胞证|[vV]\s*[:：]|[wW][eE][iI]|[cC][hH][aA][tT]|[pP][aA][sS][sS]"
+    r"[加+]\s*[vV薇威微]|[wWvV]\s*[xX]|[qQ]\s*[qQ号群:：]|[微威薇徽vV][^\w\n]{0,2}信|薇|扣|企鹅|加群|绿泡泡|护照|通行证|回乡证|台胞证|[vV]\s*[:：]|[wW]\s*[eE][iI]|[cC][hH][aA][tT]|[pP][aA][sS][sS]"
 )
 _WXID = re.compile(r"(?<![a-z0-9])wxid_[a-z0-9_\-]{3,30}", re.IGNORECASE)
 _WECHAT_KEY = re.compile(
-    rf"(?:微信|威信|薇信|徽信|v信|(?<![a-z])(?:vx|wx|weixin|wechat|vchat)|加\s*v|\+\s*v(?![a-z])|(?<![a-z])v\s*(?=[:：])){_FILLER}",
+    r"(?:[微威薇徽v][^\w\n]{0,2}信|绿泡泡|(?<![a-z])(?:[vw]\s?x|wei\s?xin|wechat|vchat)(?![a-z])|加\s*(?:v|[薇威微])(?![^\w\n]{0,2}信)"
+    r"|\+\s*v(?![a-z])|(?<![a-z])v\s*(?=[:：])|薇(?=\s*[^\w\s]))"
+    + _FILLER,
     re.IGNORECASE,
 )
 _WECHAT_ID = re.compile(r"[a-z][a-z0-9_\-]{5,19}(?![a-z0-9_\-])", re.IGNORECASE)
-_QQ_KEY = re.compile(rf"(?:(?<![a-z])qq|扣扣|企鹅|q号){_FILLER}", re.IGNORECASE)
+# An id typed with spaces (微信 zhang san 88): letters, then up to three more pieces, one with a digit.
+_WECHAT_SPACED = re.compile(r"[a-z][a-z0-9_\-]*(?: [a-z0-9_\-]+){1,3}(?![a-z0-9_\-])", re.IGNORECASE)
+# After an explicit colon an id may start with a name in Chinese characters (微信：張三88abc).
+_WECHAT_NAMED = re.compile(rf"[{_CJK_RANGE}]{{1,4}}[a-z0-9_\-]*[0-9][a-z0-9_\-]*", re.IGNORECASE)
+_PLACEHOLDER_WORD = re.compile("|".join(map(re.escape, PLACEHOLDERS.values())))  # an id already masked
+_QQ_KEY = re.compile(
+    rf"(?:(?<![a-z])q\s?q(?![a-z])|扣扣|企鹅|q号|(?<![a-z])q\s?群|加群|(?<![a-z])q(?=\s*[:：])|扣(?=[\s:：]|[0-9]{{6}})){_FILLER}",
+    re.IGNORECASE,
+)
 _PASSPORT = re.compile(
     r"(?<![a-z0-9])(?:[eg][\s\-]?[0-9]{4}[\s\-]?[0-9]{4}|e[a-hj-np-z][0-9]{7})(?![a-z0-9])",
     re.IGNORECASE,
 )
 _PASSPORT_KEY = re.compile(
-    rf"(?:护照|passport|通行证|回乡证|台胞证){_FILLER}(?:no\.?\s*)?([a-z]{{1,2}}[\s\-]?[0-9]{{6,9}}|[0-9]{{8,9}})(?![a-z0-9])",
+    rf"(?:护照|passport|通行证|回乡证|台胞证){_FILLER}(?:no\.?\s*)?([a-z]{{1,2}}[\s\-]?[0-9]{{6,10}}|[0-9]{{8,10}})(?![a-z0-9])",
     re.IGNORECASE,
 )
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|[01]?[0-9]?[0-9])"
-_IPV4 = re.compile(rf"(?<![0-9.]){_OCTET}(?:\.{_OCTET}){{3}}(?![0-9]|\.[0-9])")
+_IP_DOT = r"(?:\.|\s*[.。点]\s*)"
+# Not part of a longer dotted run (a fifth group makes it something else).
+_IPV4 = re.compile(rf"(?<![0-9.。点]){_OCTET}(?:{_IP_DOT}{_OCTET}){{3}}(?![0-9]|{_IP_DOT}[0-9])")
+_IP_SPLIT = re.compile(r"\s*[.。点]\s*")
+# A word naming an address just before it: then any host address is one, in any written form.
+_IP_CONTEXT = re.compile(
+    r"(?:ip|地址|服务器|server|host|主机|网关|gateway|[内外公]网|局域网|路由|ping|代理|proxy|vpn|登录|访问)[^0-9]{0,6}$",
+    re.IGNORECASE,
+)
+_VERSION_AFTER = re.compile(r"\s*(?:版|更新|升级|补丁|version|ver(?![a-z])|build|release)", re.IGNORECASE)
+# Well-known public resolvers name a service, not a person (1.1.1.1, 8.8.8.8, 114.114.114.114).
+_PUBLIC_SERVICES = frozenset(
+    {"1.1.1.1", "1.0.0.1", "8.8.8.8", "8.8.4.4", "9.9.9.9", "114.114.114.114", "114.114.115.115",
+     "223.5.5.5", "223.6.6.6", "119.29.29.29", "180.76.76.76"}
+)
 _IPV6 = re.compile(
     r"(?<![0-9a-f:])(?:[0-9a-f]{0,4}:){2,7}(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9a-f]{1,4})?(?![0-9a-f:]|\.[0-9])",
     re.IGNORECASE,
@@ -185,23 +240,40 @@ _VERSION_BEFORE = re.compile(
     r"(?:v|ver|version|版本号?|固件|系统|build)[\s:：.]*$", re.IGNORECASE
 )
 _PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
+_PLATE_CHAR = "[a-hj-np-z0-9]"
 _PLATE = re.compile(
-    rf"[{_PROVINCES}][a-hj-np-z][\s·•・.\-]?([a-hj-np-z0-9]{{5,6}})(?![a-z0-9])",
+    # Province, letter, then five or six characters, single spaces allowed (京 A12345, 京A 1234 5);
+    # or a Guangdong plate for Hong Kong and Macau cars (粤Z1234港).
+    rf"[{_PROVINCES}]\s?[a-hj-np-z][\s·•・.\-]?({_PLATE_CHAR}(?:\s?{_PLATE_CHAR}){{4,5}})(?![a-z0-9])"
+    rf"|粤\s?z[\s·•・.\-]?({_PLATE_CHAR}{{4}})[港澳]",
     re.IGNORECASE,
 )
+# A product code written like a plate or passport number: 型号 E12345678, 苏A12345型号.
+_PRODUCT_BEFORE = re.compile(r"(?:型号|货号|编号|款号|料号|model|sku|part)[\s:：#no.]*$", re.IGNORECASE)
+_PRODUCT_AFTER = re.compile(r"\s?(?:型|款|系列|版|级)")
 _NEW_ENERGY = re.compile(r"[dfDF][a-hj-np-zA-HJ-NP-Z0-9][0-9]{4}|[0-9]{5}[dfDF]")
 
 _NUM = rf"[0-9十百千拾佰仟廿卅零两{_CN}]+"
-_CJK = "\u3400-\u4dbf\u4e00-\u9fff"
-_STREET = f"(?<=[{_CJK}])(?:路|街|巷|弄|胡同|(?<![知味难频通轨渠赛车])道)"
+_CJK = _CJK_RANGE
+_STREET = f"(?<=[{_CJK}])(?:路|街|巷子?|弄|胡同|(?<![知味难频通轨渠赛车])道)"
 _STREET_NAME = 8  # characters before 路/街… masked with the number: the street name
-_UNIT = r"(?:号楼|号院|栋|幢|座|单元|室|楼|层|号|弄|支弄|户)"
-_HOUSE = rf"\s?{_NUM}(?:号|弄)(?!线|电池|球)(?:[院楼]|\s?{_NUM}(?:-{_NUM})*{_UNIT})*"
-_BUILDING = rf"{_NUM}(?:号楼|栋|幢|座)\s?(?:{_NUM}单元\s?)?{_NUM}(?:室|号|房|户)?"
-_ADDRESS = re.compile(
-    rf"({_STREET}){_HOUSE}|{_BUILDING}|{_NUM}单元\s?{_NUM}(?:室|号|房|户)?|[0-9]{{3,4}}室"
+_REGION_END = frozenset("省市区县镇乡")  # the street name stops there: 浦东新区 is no secret
+_UNIT = r"(?:号楼|号院|栋|幢|座|单元|门|室|楼|层|号|弄|支弄|户)"
+# A bare room number after a building, unit or entrance: …2单元1102, …1门302.
+_ROOM = r"(?:(?<=[元门楼栋幢座])\s?[0-9]{2,4}(?![0-9年月日元块]))?"
+_HOUSE = (
+    rf"\s?[甲乙丙丁]?{_NUM}(?:-{_NUM})?\s?(?:号|弄)(?!线|电池|球)"
+    rf"(?:[院楼]|\s?{_NUM}(?:-{_NUM})*{_UNIT})*{_ROOM}"
 )
-_ADDRESS_HINT = re.compile("[号弄栋幢座单元室]")
+_BUILDING = rf"{_NUM}(?:号楼|栋|幢|座)\s?(?:{_NUM}(?:单元|门)\s?)?{_NUM}(?:室|号|房|户)?"
+# Building-unit-room after an estate's name (万科城12-3-402) or before 室 (3-2-1102室).
+_ESTATE = "城苑园庭府居湾村里坊邸轩阁寓厦"
+_ADDRESS = re.compile(
+    rf"({_STREET}){_HOUSE}|{_BUILDING}|{_NUM}单元\s?{_NUM}(?:室|号|房|户)?"
+    rf"|(?<=[{_ESTATE}])[0-9]{{1,3}}-[0-9]{{1,2}}-[0-9]{{3,4}}(?![0-9\-])(?:室|号|房|户)?"
+    rf"|(?:[0-9]{{1,4}}-){{0,3}}[0-9]{{3,4}}室"
+)
+_ADDRESS_HINT = re.compile(f"[号弄栋幢座单元室]|[{_ESTATE}][0-9]")
 
 
 def _luhn(digits: str) -> bool:
@@ -329,6 +401,7 @@ def _claim_addresses(plain: str, claims: _Claims) -> None:
                 name < _STREET_NAME
                 and start > 0
                 and "\u3400" <= plain[start - 1] <= "\u9fff"
+                and plain[start - 1] not in _REGION_END
                 and claims.free(start - 1, start)
             ):
                 start, name = start - 1, name + 1
@@ -369,12 +442,15 @@ def _classify(
     return None
 
 
+_CHECK_X = frozenset("Xx×χΧ✕✖╳")  # the ID check character and what is typed for it
+
+
 def _x_after(s: str, end: int) -> int | None:
     """Position just past an ID check character X after ``end`` (at most two separators between)."""
-    pos = _SEP_ONLY.match(s, end).end()
+    pos = end if end < len(s) and s[end] in _CHECK_X else _SEP_ONLY.match(s, end).end()
     if (
         pos < len(s)
-        and s[pos] in "Xx"
+        and s[pos] in _CHECK_X
         and not (pos + 1 < len(s) and s[pos + 1].isascii() and s[pos + 1].isalpha())
     ):
         return pos + 1
@@ -429,6 +505,10 @@ def _numbers(s: str, numerals: frozenset[int], claims: _Claims) -> None:
             i = j + 1
 
 
+# A quantity, not an id: 扣 100000 积分, 加群 200000 人.
+_AMOUNT_AFTER = re.compile(r"\s?(?:元|块|分|积分|%|个|件|人|天|次)")
+
+
 def _claim_digits_after(
     s: str, pos: int, claims: _Claims, kind: str, lo: int, hi: int
 ) -> bool:
@@ -442,7 +522,7 @@ def _claim_digits_after(
             break
         count += len(g[0])
         end = g.end()
-    return count >= lo and claims.add(pos, end, kind)
+    return count >= lo and not _AMOUNT_AFTER.match(s, end) and claims.add(pos, end, kind)
 
 
 def _keyed(plain: str, s: str, claims: _Claims) -> None:
@@ -452,7 +532,18 @@ def _keyed(plain: str, s: str, claims: _Claims) -> None:
     """
     _claim_matches(_WXID, plain, claims, "wechat")
     for m in _WECHAT_KEY.finditer(plain):
-        ident = _WECHAT_ID.match(plain, m.end())
+        spaced = _WECHAT_SPACED.match(plain, m.end())
+        named = _WECHAT_NAMED.match(plain, m.end()) if re.search("[:：是为]", m[0]) else None
+        ident = next(
+            (
+                found
+                for found in (spaced, named, _WECHAT_ID.match(plain, m.end()))
+                if found
+                and (found is not spaced or re.search("[0-9]", found[0]))
+                and not _PLACEHOLDER_WORD.match(plain, found.start() - 1)
+            ),
+            None,
+        )
         if ident:
             claims.add(*ident.span(), "wechat")
         else:
@@ -463,8 +554,30 @@ def _keyed(plain: str, s: str, claims: _Claims) -> None:
 
 
 def _ipv4(m: re.Match[str]) -> bool:
-    """Not a four-part version number (版本 1.0.0.12, v1.2.3.4)."""
-    return not _VERSION_BEFORE.search(m.string, max(0, m.start() - 12), m.start())
+    """A host address, not a version number (版本 1.0.0.12, 3.14.159.26 版本) or a decimal (0.5.1.2).
+
+    With a word such as IP, 服务器 or 网关 before it (or a port or prefix length after it) any
+    host address counts. Without one it must look like one: not a public resolver (1.1.1.1 DNS),
+    first octet 1-223 but not 127, not all octets single digits (第 2.3.4.5 条), no leading zeros,
+    and written with plain dots unless it is a private address (192点168点1点23).
+    """
+    text, start, end = m.string, m.start(), m.end()
+    parts = _IP_SPLIT.split(m[0])
+    octets = [int(p) for p in parts]
+    first, second = octets[0], octets[1]
+    if first == 0 or _VERSION_AFTER.match(text, end) or _VERSION_BEFORE.search(text, max(0, start - 12), start):
+        return False
+    if _IP_CONTEXT.search(text, max(0, start - 16), start) or re.match(r"[:/][0-9]", text[end : end + 2]):
+        return True
+    private = first == 10 or (first, second >> 4) == (172, 1) or (first, second) == (192, 168)
+    return (
+        first <= 223
+        and first != 127
+        and max(octets) >= 10
+        and not any(len(p) > 1 and p[0] == "0" for p in parts)
+        and (private or len(m[0]) == sum(map(len, parts)) + 3)  # plain dots unless private
+        and ".".join(map(str, octets)) not in _PUBLIC_SERVICES
+    )
 
 
 def _ipv6(m: re.Match[str]) -> bool:
@@ -477,51 +590,130 @@ def _ipv6(m: re.Match[str]) -> bool:
     return True
 
 
+def _product_code(m: re.Match[str]) -> bool:
+    """A model or article number: named as one just before, or followed by 型号/款/系列."""
+    return bool(
+        _PRODUCT_BEFORE.search(m.string, max(0, m.start() - 12), m.start())
+        or _PRODUCT_AFTER.match(m.string, m.end())
+    )
+
+
+def _passport(m: re.Match[str]) -> bool:
+    return not _product_code(m)
+
+
 def _plate(m: re.Match[str]) -> bool:
     """Five characters with at least three digits, or a six-character new-energy plate (D/F)."""
-    tail = m[1]
+    if _product_code(m):
+        return False
+    if m[2]:
+        return True
+    tail = m[1].replace(" ", "")
     return (len(tail) == 5 and sum(c.isdigit() for c in tail) >= 3) or (
         len(tail) == 6 and bool(_NEW_ENERGY.fullmatch(tail))
     )
 
 
-def _spans(sh: Shadow) -> list[tuple[int, int, str]]:
+_NOT_ALNUM = re.compile(r"[\W_]")
+_IDENTIFIER = 64  # strict mode reads a value this short as one identifier: all its digits, as one number
+
+
+def _strict(sh: Shadow, claims: _Claims) -> None:
+    """Numbers split by any punctuation (138/1234/5678, 138,1234,5678) and, in a short value, all of its
+    digits read as one number (u138a1234b5678): how an identifier or a dead letter is read."""
+    s = sh.text
+    _numbers(_NOT_ALNUM.sub(" ", s), sh.numerals, claims)
+    if len(s) <= _IDENTIFIER:
+        positions = [i for i, c in enumerate(s) if "0" <= c <= "9"]
+        found = _classify("".join(s[i] for i in positions), frozenset(), False) if positions else None
+        if found:
+            claims.add(positions[0], positions[-1] + 1, found[0])
+
+
+def _spans(sh: Shadow, strict: bool = False) -> list[tuple[int, int, str]]:
     s, plain = sh.text, sh.plain
     claims = _Claims(len(s))
     if _EMAIL_HINT.search(plain):
         _claim_matches(_EMAIL, plain, claims, "email")
+        if "圈" in plain or "小老鼠" in plain:
+            _claim_matches(_EMAIL_MOUSE, plain, claims, "email")
+        if _SPACE.search(plain):
+            _claim_matches(_EMAIL_SPACED, plain, claims, "email")
+        _claim_matches(_EMAIL_BARE, plain, claims, "email")
     if _KEY_HINT.search(plain):
         _keyed(plain, s, claims)
     if _ANY_DIGIT.search(s):
-        _claim_matches(_PASSPORT, plain, claims, "passport")
+        _claim_matches(_PASSPORT, plain, claims, "passport", accept=_passport)
         if (
             "::" in plain or plain.count(":") >= 7
         ):  # first: an IPv6 address may end in an IPv4 one
             _claim_matches(_IPV6, plain, claims, "ip", accept=_ipv6)
-        if "." in plain:
+        if "." in plain or "。" in plain or "点" in plain:
             _claim_matches(_IPV4, plain, claims, "ip", accept=_ipv4)
         _numbers(s, sh.numerals, claims)
         _claim_matches(_PLATE, s, claims, "plate", accept=_plate)
     if _ADDRESS_HINT.search(plain):
         _claim_addresses(plain, claims)
+    if strict and _ANY_DIGIT.search(s):
+        _strict(sh, claims)
     return claims.spans
 
 
-def find(text: str) -> Iterator[tuple[int, int, str]]:
-    """Spans of personal data in ``text`` (original indices, sorted, not overlapping) and their kinds."""
+# Right-to-left override: what follows, up to a pop or the end of the line, is displayed reversed.
+_RLO = re.compile("\u202e([^\u202c\u202e\n\u2029]*)")
+
+
+def _reversed_spans(text: str, strict: bool) -> Iterator[tuple[int, int, str]]:
+    """Spans found in the displayed (reversed) form of each right-to-left override in ``text``.
+
+    The reversed segments are read in one pass, joined by commas (which no number or e-mail
+    crosses), so a text of many short overrides costs one scan.
+    """
+    segments = [(m.start(1), m.end(1)) for m in _RLO.finditer(text) if m[1]]
+    joined = ",".join(text[a:b][::-1] for a, b in segments)
+    offsets = list(itertools.accumulate((b - a + 1 for a, b in segments), initial=0))
+    for start, end, kind in find(joined, strict=strict):
+        k = bisect.bisect_right(offsets, start) - 1
+        while k < len(segments) and offsets[k] < end:
+            a, b = segments[k]
+            lo, hi = max(start, offsets[k]) - offsets[k], min(end, offsets[k] + b - a) - offsets[k]
+            if lo < hi:
+                yield b - hi, b - lo, kind
+            k += 1
+
+
+def find(text: str, *, strict: bool = False) -> Iterator[tuple[int, int, str]]:
+    """Spans of personal data in ``text`` (original indices, sorted, not overlapping) and their kinds.
+
+    ``strict`` is for identifiers, attribute values and dead letters rather than prose: digit groups
+    separated by any punctuation form one number, and a value of at most 64 characters is also read
+    as the one number all its digits make.
+    """
     if unicodedata.is_normalized("NFKC", text) and not _GATE.search(text):
         return
     sh = shadow(text)
-    for start, end, kind in sorted(_spans(sh)):
-        yield (*sh.span(start, end), kind)
+    spans = [(*sh.span(start, end), kind) for start, end, kind in _spans(sh, strict)]
+    if "\u202e" in text:
+        spans += _reversed_spans(text, strict)
+    last: tuple[int, int, str] | None = None
+    for start, end, kind in sorted(spans):  # merged: a reversed match may overlap a forward one
+        if last and start < last[1]:
+            last = (last[0], max(last[1], end), last[2])
+            continue
+        if last:
+            yield last
+        last = (start, end, kind)
+    if last:
+        yield last
 
 
-def mask(text: str) -> tuple[str, tuple[str, ...]]:
-    """``text`` with each personal-data span replaced by its placeholder, and the kinds found (for metrics)."""
+def mask(text: str, *, strict: bool = False) -> tuple[str, tuple[str, ...]]:
+    """``text`` with each personal-data span replaced by its placeholder, and the kinds found (for metrics);
+    ``strict`` as in :func:`find`."""
     out: list[str] = []
     kinds: set[str] = set()
     last = 0
-    for start, end, kind in find(text):
+    for start, end, kind in find(text, strict=strict):
         if start < last:
             continue
         out.append(text[last:start])

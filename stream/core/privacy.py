@@ -5,6 +5,7 @@ stored or published, so the profile service never holds the raw id. Without a ke
 that itself looks like personal data (a phone number, an e-mail) is refused rather than
 stored. Other free-form strings that reach profiles (category, region, occupation) are
 dropped when they hold personal data; an event id that does is replaced by the record's position.
+These values are identifiers, not prose, so they are read strictly (see :func:`contains_pii`).
 """
 
 from __future__ import annotations
@@ -30,14 +31,18 @@ def pseudonym(user_id: str, key: bytes) -> str:
 
 
 def contains_pii(value: str) -> bool:
-    """True when masking would change ``value`` (any kind in stream.core.pii, in any of its written forms).
+    """True when strict masking would change ``value`` (any kind in stream.core.pii, in any of its written
+    forms): an identifier whose digits, split by any punctuation or letters, make a phone, ID or card
+    number is personal data too.
 
     >>> contains_pii("13812345678"), contains_pii("a.b (at) example (dot) com"), contains_pii("u0001")
     (True, True, False)
     >>> contains_pii("vx: zhang_san88"), contains_pii("京A12345"), contains_pii("iPhone 13")
     (True, True, False)
+    >>> contains_pii("138/1234/5678"), contains_pii("u138a1234b5678"), contains_pii("order-2024-0001")
+    (True, True, False)
     """
-    return bool(mask(value)[1])
+    return bool(mask(value, strict=True)[1])
 
 
 def scrub(value: str | None) -> str | None:

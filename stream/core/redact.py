@@ -3,8 +3,9 @@
 Masking raw bytes misses what an encoder hid: ``json.dumps`` writes ``"\\u7535\\u8bdd13812345678"``
 by default, and a phone number in a key or an attribute never passes through text cleaning.
 Everything here works on decoded values: every string (object keys included) and every number
-is masked with :func:`stream.core.pii.mask`; what cannot be decoded is unescaped as far as
-possible and masked as text. Output sizes are capped and the cost is bounded by the cap, so a
+is masked with :func:`stream.core.pii.mask` in strict mode (digits split by , / : count as one
+number: a dead letter is read by people, over-masking costs nothing); what cannot be decoded is
+unescaped as far as possible and masked as text. Output sizes are capped and the cost is bounded by the cap, so a
 megabyte of digits cannot stall a worker; a secret cut by the cap is dropped, never half-shown.
 """
 
@@ -40,14 +41,14 @@ class Masked:
     truncated: bool = False
 
 
-def mask_head(text: str, limit: int) -> Masked:
+def mask_head(text: str, limit: int, *, strict: bool = True) -> Masked:
     """``text`` masked, at most ``limit`` characters of it, at a cost bounded by ``limit``.
 
     Only a window of ``limit`` + margin characters is scanned; the margin is then dropped, so a
     secret that the window cut in two (and that could not be recognised) is not in the output.
     """
     if len(text) <= limit:
-        masked, kinds = mask(text)
+        masked, kinds = mask(text, strict=strict)
         if len(masked) <= limit:
             return Masked(masked, kinds)
     window = text[: limit + _MARGIN]
@@ -55,7 +56,7 @@ def mask_head(text: str, limit: int) -> Masked:
     out: list[str] = []
     found: set[str] = set()
     last = 0
-    for start, end, kind in find(window):
+    for start, end, kind in find(window, strict=strict):
         if start >= safe:
             break
         out += (window[last:start], PLACEHOLDERS[kind])
@@ -88,13 +89,14 @@ def unescape(text: str) -> str:
 class _Budget:
     """Characters of masked output still allowed; strings past it are emptied (and marked)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, strict: bool) -> None:
         self.left = limit
+        self.strict = strict
         self.kinds: set[str] = set()
         self.truncated = False
 
     def text(self, value: str) -> str:
-        result = mask_head(value, max(self.left, 0))
+        result = mask_head(value, max(self.left, 0), strict=self.strict)
         self.left -= len(result.value)
         self.kinds.update(result.kinds)
         self.truncated |= result.truncated
@@ -123,10 +125,11 @@ def _mask_tree(value: Any, budget: _Budget, numbers: bool) -> Any:
     return budget.text(str(value))
 
 
-def mask_tree(value: Any, limit: int = TEXT_LIMIT, *, numbers: bool = True) -> Masked:
+def mask_tree(value: Any, limit: int = TEXT_LIMIT, *, numbers: bool = True, strict: bool = True) -> Masked:
     """A decoded JSON value with every key, string and (unless ``numbers`` is false, where a number must
-    stay one) number masked, within ``limit`` characters of strings."""
-    budget = _Budget(limit)
+    stay one) number masked, within ``limit`` characters of strings; ``strict`` as in
+    :func:`stream.core.pii.find`."""
+    budget = _Budget(limit, strict)
     masked = _mask_tree(value, budget, numbers)
     return Masked(
         masked, tuple(k for k in KINDS if k in budget.kinds), budget.truncated

@@ -1,7 +1,8 @@
 """`stream privacy-report`: recall and false positives of PII masking on a labelled corpus.
 
 The corpus (JSON lines: ``text``, expected ``kinds``, the ``secrets`` that must vanish, a
-``form`` label) ships with the package, so the figures the README quotes can be reproduced
+``form`` label, optionally what masking must ``keep``, such as the district before a street)
+ships with the package, so the figures the README quotes can be reproduced
 from an installed wheel. A positive counts as caught only when every expected kind was found
 *and* no secret survives, judged the way an attacker would read the output: NFKC, case-folded,
 Chinese numerals as digits, separators ignored, and on the digits alone.
@@ -28,6 +29,7 @@ class Case:
     kinds: tuple[str, ...]
     secrets: tuple[str, ...]
     form: str = ""
+    keep: tuple[str, ...] = ()  # text that must survive masking: over-masking counts as a miss
 
 
 @dataclass
@@ -78,6 +80,7 @@ def load_corpus(path: Path | None = None) -> list[Case]:
                     tuple(row.get("kinds", ())),
                     tuple(row.get("secrets", ())),
                     row.get("form", ""),
+                    tuple(row.get("keep", ())),
                 )
             )
     return cases
@@ -106,16 +109,18 @@ def evaluate(cases: Iterable[Case]) -> Report:
         report.positives += 1
         survivors = [s for s in case.secrets if leaked(s, masked)]
         missing = [k for k in case.kinds if k not in found]
+        lost = [k for k in case.keep if k not in masked]
         for kind in case.kinds:
             report.per_kind.setdefault(kind, [0, 0])[1] += 1
-            report.per_kind[kind][0] += kind in found and not survivors
-        if survivors or missing:
+            report.per_kind[kind][0] += kind in found and not survivors and not lost
+        if survivors or missing or lost:
             why = "; ".join(
                 filter(
                     None,
                     [
                         missing and f"not found: {', '.join(missing)}",
                         survivors and f"leaked: {', '.join(survivors)}",
+                        lost and f"over-masked: {', '.join(lost)}",
                     ],
                 )
             )

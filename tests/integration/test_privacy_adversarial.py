@@ -94,6 +94,21 @@ def seeded(
             None,
         )
     )
+    # Identifiers and attributes whose digits, split by , / : make a phone number (read strictly).
+    valid.append(
+        FeedEvent(
+            "user_attributes",
+            {"event_id": "158,1111,2222", "user_id": "u0006", "ts": TS, "occupation": "159/8765/4321"},
+            None,
+        )
+    )
+    valid.append(
+        FeedEvent(
+            "review",
+            {"event_id": "157:3333:4444", "user_id": "u0007", "ts": TS, "item_id": "sku-2", "text": "不错"},
+            None,
+        )
+    )
     secrets += [
         key_phone,
         email_id,
@@ -101,6 +116,9 @@ def seeded(
         "wang_wu_secret",
         "88776655",
         "13512345678",
+        "15811112222",
+        "15987654321",
+        "15733334444",
     ]
     raw: list[tuple[str, bytes, bytes]] = []
     for fe in valid:
@@ -139,6 +157,11 @@ def seeded(
                 }
             ).encode(),
         ),
+        (  # no time: a dead letter, whose user id is masked although only slashes split it
+            "user_attributes",
+            b"u0008",
+            json.dumps({"user_id": "137/2222/3333", "region": "电话 136,2222,4444"}).encode(),
+        ),
     ]
     secrets += [
         FULLWIDTH_PHONE,
@@ -148,6 +171,8 @@ def seeded(
         "13212345678",
         "zhou.ba.secret",
         "11010519491231002",
+        "13722223333",
+        "13622224444",
     ]
     return valid, raw, secrets
 
@@ -209,14 +234,17 @@ def scannable(secret: str) -> bool:
 
 
 def leaks(blob: bytes, secrets: list[str]) -> list[str]:
-    """Secrets readable in ``blob``: numbers compared digit by digit (any script, any separators),
-    other secrets by their letters and digits within each JSON string (within each word of binary
-    files), so that width, case and separators do not hide them while unrelated fields do not join."""
+    """Secrets readable in ``blob``: numbers compared digit by digit (any script, any separators, and
+    in the digits-only shadow of each short JSON string, where , / : split an id), other secrets by
+    their letters and digits within each JSON string (within each word of binary files), so that
+    width, case and separators do not hide them while unrelated fields do not join."""
     text = readable(blob)
     numbers = numbers_in(text)
     binary = b"\x00" in blob or "\ufffd" in text
     stretches = re.split(r"[^\w.+\-@]+" if binary else r"[\"\n]", text)
     views = {alnum_of(w) for w in stretches if w}
+    if not binary:  # short: an id or attribute, not a vector whose digits would match anything by chance
+        numbers += [digits_of(w) for w in stretches if len(w) <= 64]
     found = []
     for secret in filter(scannable, secrets):
         digits, letters = digits_of(secret), alnum_of(secret)

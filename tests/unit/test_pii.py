@@ -130,6 +130,31 @@ def test_tokens_of_cleaned_positives_hold_no_fragment_of_a_secret() -> None:
         ("寄到长宁路123弄45号", "address", "123弄45号"),
         ("寄到幸福小区3栋2单元1201室", "address", "3栋2单元1201室"),
         ("寄到12幢3单元401", "address", "12幢3单元401"),
+        # Forms the second adversarial review found (the corpus holds more of each).
+        ("电话❶❸❽❶❷❸❹❺❻❼❽", "phone", "13812345678"),
+        ("电话138点1234点5678", "phone", "13812345678"),
+        ("电话138%1234%5678", "phone", "13812345678"),
+        ("电话138" + " " * 20 + "1234" + "-" * 20 + "5678", "phone", "13812345678"),
+        ("电话\u202e87654321831\u202c", "phone", "87654321831"),
+        ("IP 192。168。1。23", "ip", "192.168.1.23"),
+        ("192点168点1点23", "ip", "192.168.1.23"),
+        ("加薇 abc_123", "wechat", "abc_123"),
+        ("绿泡泡zhangsan88", "wechat", "zhangsan88"),
+        ("微信 zhang san 88", "wechat", "zhangsan88"),
+        ("微信：張三88abc", "wechat", "張三88abc"),
+        ("Q群：123456789", "qq", "123456789"),
+        ("扣 12345678", "qq", "12345678"),
+        ("zhangsan圈qq点com", "email", "zhangsan"),
+        ("zhangsan@gmail", "email", "zhangsan"),
+        ("zhangsan@qq.c om", "email", "zhangsan"),
+        ("zhаngsаn@qq.com", "email", "zhаngs"),
+        ("身份证11010519491231002×", "id_number", "11010519491231002"),
+        ("粤Z1234港", "plate", "Z1234"),
+        ("京A 1234 5", "plate", "A12345"),
+        ("回乡证H1234567801", "passport", "H1234567801"),
+        ("建国路88-1号", "address", "88-1号"),
+        ("万科城12-3-402", "address", "12-3-402"),
+        ("建国路88号院3号楼2单元1102", "address", "1102"),
     ],
 )
 def test_issue_forms_are_masked_with_their_placeholder(
@@ -152,6 +177,10 @@ def test_issue_forms_are_masked_with_their_placeholder(
         ("八13000000000、", "八[PHONE]、"),
         ("2️⃣ 1️⃣3️⃣8️⃣0️⃣0️⃣1️⃣3️⃣8️⃣0️⃣0️⃣0️⃣好", "2️⃣ [PHONE]好"),
         ("2️⃣1️⃣3️⃣8️⃣0️⃣0️⃣1️⃣3️⃣8️⃣0️⃣0️⃣0️⃣好", "2️⃣1️⃣3️⃣8️⃣0️⃣0️⃣1️⃣3️⃣8️⃣0️⃣0️⃣0️⃣好"),  # a 12-digit number, not a phone
+        ("上海市浦东新区世纪大道100号", "上海市浦东新区[ADDRESS]"),  # the street, not the district
+        ("zhang.san+tag@sub.example.com.cn 谢谢", "[EMAIL] 谢谢"),
+        ("幸福里小区8号楼1门302", "幸福里小区[ADDRESS]"),
+        ("好\u202e87654321831\u202c好", "好\u202e[PHONE]\u202c好"),
     ],
 )
 def test_only_the_secret_is_replaced_in_the_original_text(
@@ -173,6 +202,15 @@ def test_only_the_secret_is_replaced_in_the_original_text(
         "一五一十地说",
         "地铁3号线",
         "5号电池",
+        "0.5.1.2",
+        "1.1.1.1 DNS 很快",
+        "3.14.159.26 版本",
+        "第 2.3.4.5 条",
+        "型号 E12345678",
+        "苏A12345型号",
+        "扣 100000 积分",
+        "朋友圈 abc.com 的广告",
+        "公园2024-05-01开放",
     ],
 )
 def test_numbers_that_are_not_personal_data_are_kept(raw: str) -> None:
@@ -234,8 +272,11 @@ SCRIPTS = {
     "arabic-indic": lambda d: "".join(chr(0x660 + int(c)) for c in d),
     "chinese": lambda d: "".join("零一二三四五六七八九"[int(c)] for c in d),
     "financial": lambda d: "".join("零壹贰叁肆伍陆柒捌玖"[int(c)] for c in d),
+    "dingbat": lambda d: "".join("⓿❶❷❸❹❺❻❼❽❾"[int(c)] for c in d),
+    "circled": lambda d: "".join("⓪➀➁➂➃➄➅➆➇➈"[int(c)] for c in d),
 }
-SEPARATORS = ["", " ", "-", ".", "_", "—", "–", "·", "😀", "\u200b", "\u3000", " - "]
+SEPARATORS = ["", " ", "-", ".", "_", "—", "–", "·", "😀", "\u200b", "\u3000", " - ", "%", "&", "点", "、", ";",
+              " " * 13, "-" * 11, "\n\n\n\n\n\n\n\n\n"]
 
 
 @st.composite
@@ -313,3 +354,48 @@ def test_placeholders_survive_normalize(raw: str) -> None:
         == placeholders
     )
     assert unicodedata.is_normalized("NFKC", normalize(masked))
+
+
+@settings(max_examples=300, deadline=None)
+@given(filler, obfuscated_mobile().filter(lambda p: "\n" not in p[0]), filler)
+def test_a_mobile_reversed_by_a_right_to_left_override_is_masked(head: str, phone: tuple[str, str], tail: str) -> None:
+    """Shown right to left, the reversed characters read as the number: it is masked where it is written.
+    (A line break ends the override, so numbers split over lines are not generated.)"""
+    written, number = phone
+    raw = head + "\u202e" + written[::-1] + "\u202c" + tail
+    masked, kinds = mask(raw)
+    assert kinds and number[::-1] not in digits_of(masked) and number not in digits_of(masked)
+    assert masked.startswith(head) and masked.endswith(tail)
+    assert mask(masked)[0] == masked
+
+
+def private_ipv4() -> st.SearchStrategy[tuple[int, int, int, int]]:
+    octet = st.integers(0, 255)
+    return st.one_of(
+        st.tuples(st.just(10), octet, octet, octet),
+        st.tuples(st.just(172), st.integers(16, 31), octet, octet),
+        st.tuples(st.just(192), st.just(168), octet, octet),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(private_ipv4(), st.sampled_from([".", "。", "点", " . ", "．"]), filler)
+def test_a_private_address_is_masked_in_any_written_form(
+    octets: tuple[int, ...], dot: str, tail: str
+) -> None:
+    written = dot.join(map(str, octets))
+    masked, kinds = mask("家里" + written + "，" + tail)
+    assert "ip" in kinds and written not in masked
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.tuples(*[st.integers(0, 9)] * 4), st.integers(1, 223), st.tuples(*[st.integers(0, 255)] * 3))
+def test_a_dotted_quad_needs_context_unless_it_looks_like_a_host(
+    small: tuple[int, ...], first: int, rest: tuple[int, ...]
+) -> None:
+    """Section and version numbers (2.3.4.5) are kept; named as an address they are masked."""
+    section = ".".join(map(str, small))
+    assert mask("第 " + section + " 条")[1] == ()
+    address = ".".join(map(str, (first, *rest)))
+    assert mask("登录IP " + address)[1] == ("ip",)
+    assert "ip" not in mask(address + " 版本")[1]  # (130.10.100.100 still reads as a mobile number)

@@ -60,6 +60,21 @@ def test_invalid_json_is_unescaped_and_masked_as_text() -> None:
     assert unescape("\\u0031\\u0033\\u0038") == "138"
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"user_id": "138/1234/5678", "ts": "x"}',
+        b'{"event_id": "138,1234,5678", "user_id": "u1"',
+        b'{"category": "\\u7535\\u8bdd138:1234:5678"}',
+        b'{"user_id": "u138a1234b5678"}',
+    ],
+)
+def test_dead_letters_read_values_strictly(raw: bytes) -> None:
+    """A dead letter is read by people: digits split by , / : or letters still make the number, masked."""
+    result = redact_bytes(raw)
+    assert PHONE not in digits_of(result.value) and "phone" in result.kinds
+
+
 def test_oversized_fullwidth_text_is_capped_masked_and_marked() -> None:
     raw = json.dumps(
         {"text": (FULLWIDTH_PHONE + " 好评 ") * 50_000}, ensure_ascii=False

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stream.config import Settings
 from stream.core.clustering import OnlineClusterer
 from stream.core.events import Limits
-from stream.core.pii import alnum_of, digits_of
-from stream.core.privacy import pseudonym
+from stream.core.pii import alnum_of, digits_of, mask
+from stream.core.privacy import contains_pii, pseudonym, scrub
 from stream.core.text import clean
 from stream.worker.pipeline import BatchProcessor, Record
 
@@ -189,3 +191,64 @@ def test_settings_survive_the_trip_through_the_environment(
     for name, value in original.to_env().items():
         monkeypatch.setenv(name, value)
     assert Settings() == original
+
+
+def order(offset: int, **fields: object) -> Record:
+    event = {"event_id": f"o{offset}", "user_id": "u1", "ts": 1_767_225_600_000, "order_id": "A1",
+             "amount": "9.90", "currency": "CNY", "items": 1, **fields}
+    return Record("orders", 0, offset, b"u1", json.dumps(event, ensure_ascii=False).encode())
+
+
+@pytest.mark.parametrize("user_id", ["138/1234/5678", "138,1234,5678", "138:1234:5678", "u138a1234b5678",
+                                     "110105/19491231/002X", "6222,0212,3456,7890,128"])
+def test_a_user_id_whose_digits_make_a_phone_id_or_card_is_refused_and_masked_in_the_dead_letter(
+    user_id: str,
+) -> None:
+    """Without a pseudonym key the id would become a profile key: refused, and the dead letter masks it."""
+    result = processor().process([attrs(0, user_id, gender="f")])
+    assert not result.updates
+    [dead] = result.dead_letters
+    assert dead.reason == "personal data in user_id"
+    letter = json.dumps(dead.message(0), ensure_ascii=False)
+    assert digits_of(user_id).rstrip("X")[:11] not in digits_of(letter)
+
+
+def test_ids_and_attributes_read_strictly_become_positions_or_are_dropped() -> None:
+    """An event id holding a phone becomes the record position; category, region and occupation holding
+    one are dropped, whatever punctuation splits the number."""
+    [attributes] = processor().process(
+        [attrs(4, "u1", event_id="138,1234,5678", region="138/1234/5678", occupation="教师")]
+    ).updates
+    assert attributes["event_id"] == "user-attributes/0/4"
+    assert attributes["data"] == {"occupation": "教师"}
+    [purchase] = processor().process([order(7, category="电话138,1234,5678")]).updates
+    assert purchase["data"]["category"] is None
+    assert PHONE not in digits_of(json.dumps([attributes, purchase]))
+
+
+def test_prose_keeps_comma_separated_numbers() -> None:
+    """Only identifiers are read strictly: in a review, 13,800 and 1,234 stay separate numbers."""
+    record = Record("reviews", 0, 1, b"u1", json.dumps(
+        {"event_id": "r1", "user_id": "u1", "ts": 1_767_225_600_000, "item_id": "i", "rating": 5,
+         "text": "卖了13,800台，退了1,234台"}, ensure_ascii=False).encode())
+    event = processor().intake.decode(record, now_ms=1_767_225_600_000 + 1000)
+    assert event.fields["text"] == "卖了13,800台，退了1,234台"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from("3456789"),
+    st.text("0123456789", min_size=9, max_size=9),
+    st.sets(st.integers(1, 10), max_size=4),
+    st.text(st.sampled_from(",/:;!?#$%^&*()[]<>、，。：；！？ -_.~|\\'\"`❤"), min_size=1, max_size=6),
+    st.text(st.sampled_from("abcuxyz_"), max_size=3),
+)
+def test_an_identifier_whose_digits_make_a_mobile_is_personal_data(
+    second: str, rest: str, cuts: set[int], sep: str, prefix: str
+) -> None:
+    number = "1" + second + rest
+    parts = [number[a:b] for a, b in zip([0, *sorted(cuts)], [*sorted(cuts), 11])]
+    value = prefix + sep.join(parts)
+    assert contains_pii(value)
+    assert scrub(value) is None
+    assert number not in digits_of(mask(value, strict=True)[0])
