@@ -120,6 +120,7 @@ def test_three_workers_share_one_model_and_survive_the_owner_dying(broker, setti
         assert len(lineages) == 1, f"cluster ids from several models: {lineages}"
 
         joined = worker(9)  # a worker joining mid-stream starts from the newest version
+        workers.append(joined)
         joined.start()
         joined.wait_healthy()
         everyone = [*survivors, joined]
@@ -131,7 +132,6 @@ def test_three_workers_share_one_model_and_survive_the_owner_dying(broker, setti
         answers = wait_until("one model version on every worker", same_version, everyone)
         assert len({tuple(c) for _, c in answers}) == 1, f"the same version assigns differently: {answers}"
         assert answers[0][0].split("#")[0].split("+")[1] in next(iter(lineages)), "probes use the profiles' lineage"
-        joined.stop()
     finally:
         for w in workers:
             w.stop()
