@@ -53,6 +53,8 @@ class Step:
     labels: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     held: int = 0
     messages: list[dict[str, Any]] = field(default_factory=list)
+    covers: dict[str, int] = field(default_factory=dict)  # per input partition the last offset ``messages`` carry:
+    # :meth:`Learner.confirm` it once the owner has them (the broker, or an in-process owner)
     view: ModelView | None = None  # the version that assigned ``assigned`` (its learning may make a newer one)
 
 
@@ -121,7 +123,7 @@ class Learner:
             held = {(s.source, s.offset) for s in self.pending}
             self.pending.extend(s for s in fresh if (s.source, s.offset) not in held)
             new = self._unsent(fresh)
-            return Step(held=len(self.pending), messages=[
+            return Step(held=len(self.pending), covers=_last_offsets(new), messages=[
                 self._warmup_message(new[i : i + WARMUP_SAMPLES_PER_MESSAGE])
                 for i in range(0, len(new), WARMUP_SAMPLES_PER_MESSAGE)])
         samples = [*self.pending, *fresh]
@@ -129,10 +131,17 @@ class Learner:
         if not samples:
             return Step()
         labels, sims = self.view.assign(np.stack([s.embedding for s in samples]))
-        unsent = {id(s) for s in self._unsent(samples)}
-        new = [(s, int(c), float(m)) for s, c, m in zip(samples, labels, sims) if id(s) in unsent]
-        return Step(assigned=samples, labels=labels, view=self.view,
+        unsent = self._unsent(samples)
+        chosen = {id(s) for s in unsent}
+        new = [(s, int(c), float(m)) for s, c, m in zip(samples, labels, sims) if id(s) in chosen]
+        return Step(assigned=samples, labels=labels, view=self.view, covers=_last_offsets(unsent),
                     messages=[self._learn_message(new)] if new else [])
+
+    def confirm(self, covers: Mapping[str, int]) -> None:
+        """A step's messages reached the owner: their texts count as sent. Until then a redelivered text is
+        sent again (the owner drops the repeat), so a failed send never loses learning."""
+        for source, offset in covers.items():
+            self.saw_sent(source, offset)
 
     def forget_message(self, terms: Mapping[str, Mapping[str, float]], user: str) -> dict[str, Any]:
         """What the owner needs to take a forgotten user's words, snippets and writer tag out of the model."""
@@ -155,12 +164,13 @@ class Learner:
         return self.view.generic if self.view else frozenset()
 
     def _unsent(self, samples: Sequence[Sample]) -> list[Sample]:
-        """The samples whose learning was not sent yet, marking them sent."""
-        new = []
+        """The samples whose learning was not sent yet, each position once, in offset order per partition."""
+        new: list[Sample] = []
+        taken: set[tuple[str, int]] = set()
         for s in sorted(samples, key=lambda s: (s.source, s.offset)):
-            if s.offset > self.sent.get(s.source, -1):
+            if s.offset > self.sent.get(s.source, -1) and (s.source, s.offset) not in taken:
                 new.append(s)
-                self.sent[s.source] = s.offset
+                taken.add((s.source, s.offset))
         return new
 
     def _warmup_message(self, samples: Sequence[Sample]) -> dict[str, Any]:
@@ -194,6 +204,13 @@ class Learner:
                 "examples": examples,
             })
         return {"type": LEARN, "encoder": self.encoder_version, "model": self.view.version, "parts": parts}
+
+
+def _last_offsets(samples: Sequence[Sample]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for s in samples:
+        out[s.source] = max(out.get(s.source, -1), s.offset)
+    return out
 
 
 def _tag(sample: Sample) -> str | None:

@@ -307,8 +307,10 @@ def run_locally(
     learning topic, for ``stream eval``, benchmarks and tests (one learning rule for both)."""
     step = learner.step(fresh)
     deliver(owner, learner, step.messages, now=now, force=force)
+    learner.confirm(step.covers)
     if step.held and learner.fitted:  # the first version came from these very texts
         step = learner.step([])
+        learner.confirm(step.covers)
     return step
 
 

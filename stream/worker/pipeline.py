@@ -52,7 +52,8 @@ class BatchResult:
     # waiting for a tick: stream.core.watermark.Outbox); every other record may be acked
     timings: dict[str, float] = field(default_factory=dict)  # seconds the batch spent in decode_clean, encode, cluster
     messages: list[dict[str, Any]] = field(default_factory=list)  # learning for the model owner, to be delivered
-    # before the batch's records are acked
+    # before the batch's records are acked; then ``learner.confirm(covers)``
+    covers: dict[str, int] = field(default_factory=dict)
 
 
 class BatchProcessor:
@@ -195,6 +196,7 @@ class BatchProcessor:
         else:
             step = self.learner.step(fresh)
             result.messages = [*dropped, *step.messages]
+            result.covers = step.covers
         # Held texts hold event time back (the ticks wait for them) during a warm-up, but not once a
         # forced fit has failed (fewer than k texts): then everything else flows and they come late.
         stuck = force_fit and step.held > 0

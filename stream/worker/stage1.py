@@ -163,6 +163,7 @@ class EncodeStage:
                 ]
         pending += await self._send_learning(result.messages)
         await asyncio.gather(*pending)
+        self.processor.learner.confirm(result.covers)  # only now: a send that failed is sent again on redelivery
         self.metrics.record_stage("publish_updates", time.perf_counter() - sending, events=len(result.updates))
         self.metrics.record_published(self.updates.get_topic_name(), len(result.updates) + len(result.ticks) * self.partitions)
         self.metrics.record_published(self.dead_letters.get_topic_name(), len(dead))

@@ -9,6 +9,7 @@ from one lineage; a worker joining afterwards starts from the newest version.
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.parse
 from collections import Counter, defaultdict
@@ -22,6 +23,7 @@ from stream.devtools.broker import free_port
 from stream.devtools.feed import FeedEvent, demo_feed
 from stream.devtools.produce import produce_feed
 from stream.devtools.worker_process import WorkerProcess
+from stream.kafka.clients import read_topic
 from stream.kafka.model_topics import latest_snapshot
 from stream.kafka.topics import ensure_topics
 
@@ -53,6 +55,17 @@ def wait_until(what: str, check, workers: list[WorkerProcess], timeout: float = 
         time.sleep(1.0)
     tails = "\n".join(f"--- {w.name} {w.http_get('/health')}\n{w.log_tail(15)}" for w in workers)
     raise AssertionError(f"{what} not reached in {timeout}s; last seen: {last}\n{tails}")
+
+
+def learning_sent(settings: Settings) -> dict[str, list[tuple[int, int, int, int]]]:
+    """Per input partition, (learning offset, first, last, texts) of every part on the learning topic."""
+    out: dict[str, list[tuple[int, int, int, int]]] = defaultdict(list)
+    for position, (_, value) in enumerate(read_topic(settings, settings.topic_learning)):
+        message = json.loads(value)
+        for part in message.get("parts", []):
+            n = len(part.get("samples", [])) or sum(part.get("counts", []))
+            out[part["source"].split("-")[0] + part["source"][-2:]].append((position, part["first"], part["last"], n))
+    return dict(out)
 
 
 def owner_of(workers: list[WorkerProcess]) -> WorkerProcess | None:
@@ -110,7 +123,10 @@ def test_three_workers_share_one_model_and_survive_the_owner_dying(broker, setti
             seen = ModelView.from_snapshot(snapshot).seen if snapshot else 0
             return seen >= texts, seen
 
-        seen = wait_until("every text learned", all_learned, survivors)
+        try:
+            seen = wait_until("every text learned", all_learned, survivors, timeout=60)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nlearning sent per partition: {learning_sent(base)}") from None
         assert seen == texts, f"{seen} texts learned for {texts} produced: statistics lost or merged twice"
         new_owner = owner_of(survivors)
         assert new_owner is not None, "another worker took the learning partition over"

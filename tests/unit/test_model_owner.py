@@ -32,6 +32,13 @@ def owner(k: int = 4, warmup: int = 40, **kw) -> ModelOwner:
     return ModelOwner(OnlineClusterer(k=k, warmup=warmup, seed=0), encoder_version=ENC, **kw)
 
 
+def sent(learner: Learner, samples: list[Sample]) -> list[dict]:
+    """One batch whose messages reached the broker (the shell confirms after delivery)."""
+    step = learner.step(samples)
+    learner.confirm(step.covers)
+    return step.messages
+
+
 def stream(source: str, start: int, n: int, seed: int = 0) -> list[Sample]:
     return [sample(source, start + i, i % 4, user=f"u{i % 6}", seed=seed) for i in range(n)]
 
@@ -39,7 +46,7 @@ def stream(source: str, start: int, n: int, seed: int = 0) -> list[Sample]:
 def test_workers_warm_start_one_model_from_all_their_samples_and_then_assign_alike() -> None:
     o = owner()
     a, b = Learner(ENC), Learner(ENC)
-    messages = [*a.step(stream("r/0", 0, 20)).messages, *b.step(stream("r/1", 0, 20)).messages]
+    messages = [*sent(a, stream("r/0", 0, 20)), *sent(b, stream("r/1", 0, 20))]
     assert all(m["type"] == "warmup" for m in messages)
     for position, m in enumerate(messages):
         o.receive(m, position=position)
@@ -57,13 +64,13 @@ def test_workers_warm_start_one_model_from_all_their_samples_and_then_assign_ali
 def test_every_text_is_learned_once_whatever_the_order_and_redelivery() -> None:
     o = owner(warmup=20)
     a = Learner(ENC)
-    for position, m in enumerate(a.step(stream("r/0", 0, 20)).messages):
+    for position, m in enumerate(sent(a, stream("r/0", 0, 20))):
         o.receive(m, position=position)
     o.fit_if_due(0.0)
     a.use(o.publish())
     batch = stream("r/0", 20, 30)
-    first = a.step(batch).messages
-    again = a.step(batch).messages  # a redelivered batch: assigned, not sent again
+    first = sent(a, batch)
+    again = sent(a, batch)  # a redelivered batch: assigned, not sent again
     assert first and not again
     o.receive(first[0], position=10)
     o.receive(first[0], position=11)  # the same message twice (a producer retry, a restarted sender)
@@ -75,18 +82,18 @@ def test_every_text_is_learned_once_whatever_the_order_and_redelivery() -> None:
 def test_a_second_worker_taking_over_a_partition_does_not_resend_what_the_model_covers() -> None:
     o = owner(warmup=20)
     a = Learner(ENC)
-    for m in a.step(stream("r/0", 0, 20)).messages:
+    for m in sent(a, stream("r/0", 0, 20)):
         o.receive(m)
     o.fit_if_due(0.0)
     a.use(o.publish())
-    for m in a.step(stream("r/0", 20, 10)).messages:
+    for m in sent(a, stream("r/0", 20, 10)):
         o.receive(m)
     view = o.publish()
     b = Learner(ENC)  # takes over r/0 from its committed offset 15
     b.use(view)
-    resent = b.step(stream("r/0", 15, 20)).messages
+    resent = sent(b, stream("r/0", 15, 20))
     assert [(p["first"], p["last"]) for p in resent[0]["parts"]] == [(30, 34)]
-    for m in [*resent, *b.step(stream("r/0", 35, 5)).messages]:
+    for m in [*resent, *sent(b, stream("r/0", 35, 5))]:
         o.receive(m)
     assert o.clusterer.seen == 40 and o.counts["overlap"] == 0
 
@@ -94,15 +101,15 @@ def test_a_second_worker_taking_over_a_partition_does_not_resend_what_the_model_
 def test_an_overlapping_part_is_dropped_and_counted_not_merged_twice() -> None:
     o = owner(warmup=20)
     a, zombie = Learner(ENC), Learner(ENC)
-    for m in a.step(stream("r/0", 0, 20)).messages:
+    for m in sent(a, stream("r/0", 0, 20)):
         o.receive(m)
     o.fit_if_due(0.0)
     view = o.publish()
     a.use(view)
     zombie.use(view)
-    for m in a.step(stream("r/0", 20, 10)).messages:
+    for m in sent(a, stream("r/0", 20, 10)):
         o.receive(m)
-    for m in zombie.step(stream("r/0", 25, 10)).messages:  # 25..34 overlaps 20..29
+    for m in sent(zombie, stream("r/0", 25, 10)):  # 25..34 overlaps 20..29
         o.receive(m)
     assert o.counts["overlap"] == 1 and o.clusterer.seen == 30
 
@@ -110,10 +117,10 @@ def test_an_overlapping_part_is_dropped_and_counted_not_merged_twice() -> None:
 def test_a_forced_fit_waits_for_k_samples_and_the_deadline() -> None:
     o = owner(k=4, warmup=100, warmup_max_wait=30.0)
     a = Learner(ENC)
-    for m in a.step(stream("r/0", 0, 3)).messages:
+    for m in sent(a, stream("r/0", 0, 3)):
         o.receive(m, now=0.0)
     assert not o.fit_if_due(31.0), "fewer than k samples never fit"
-    for m in a.step(stream("r/0", 3, 3)).messages:
+    for m in sent(a, stream("r/0", 3, 3)):
         o.receive(m, now=31.0)
     assert not o.fit_if_due(29.0)
     assert o.fit_if_due(30.0)
@@ -122,11 +129,11 @@ def test_a_forced_fit_waits_for_k_samples_and_the_deadline() -> None:
 def test_the_owner_continues_exactly_from_its_snapshot_after_a_failover() -> None:
     o = owner(warmup=20, topics=2)
     a = Learner(ENC)
-    for m in a.step(stream("r/0", 0, 20)).messages:
+    for m in sent(a, stream("r/0", 0, 20)):
         o.receive(m, position=0)
     o.fit_if_due(0.0)
     a.use(o.publish())
-    msgs = [m for i in range(4) for m in a.step(stream("r/0", 20 + 10 * i, 10)).messages]
+    msgs = [m for i in range(4) for m in sent(a, stream("r/0", 20 + 10 * i, 10))]
     o.receive(msgs[0], position=1)
     o.receive(msgs[1], position=2)
     view = o.publish()
@@ -165,7 +172,7 @@ def test_a_forget_takes_held_warmup_samples_back_whether_or_not_the_fit_used_the
     o = owner(k=2, warmup=6)
     a = Learner(ENC)
     gone = [Sample("r/0", i, i, AXES[0], ("独一无二",), user="gone") for i in range(2)]
-    for m in a.step(gone).messages:
+    for m in sent(a, gone):
         o.receive(m)
     dropped = a.drop_held(lambda user, ts: user == "gone")
     assert not a.pending and dropped[0]["samples"]
@@ -223,3 +230,19 @@ def test_covered_positions_are_the_last_offset_per_partition() -> None:
 def test_clusters_of_generic_review_words_are_recognised() -> None:
     terms = ClusterTerms({0: {"好评": 5.0, "物流": 4.0, "快递": 3.0, "屏幕": 1.0}, 1: {"屏幕": 5.0, "电池": 4.0, "好评": 1.0}})
     assert generic_clusters(terms) == {0}
+
+
+def test_a_batch_whose_send_failed_is_sent_again_and_the_owner_keeps_one_copy() -> None:
+    o = owner(warmup=20)
+    a = Learner(ENC)
+    for m in sent(a, stream("r/0", 0, 20)):
+        o.receive(m)
+    o.fit_if_due(0.0)
+    a.use(o.publish())
+    batch = stream("r/0", 20, 10)
+    lost = a.step(batch)  # never confirmed: the send failed, the records come again
+    again = a.step(batch)
+    assert again.messages and again.covers == lost.covers == {"r/0": 29}
+    for m in [*lost.messages, *again.messages]:  # both reached the topic after all
+        o.receive(m)
+    assert o.clusterer.seen == 30 and o.counts["duplicate"] == 1
