@@ -21,6 +21,7 @@ new owner continues from the last version plus the learning messages after it. N
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,7 @@ SNAPSHOT_FORMAT = 1
 MAX_TERMS_PER_CLUSTER = 500
 SHOWN_KEYWORDS = 10  # per cluster and per topic in a view (profiles show 5, /clusters 10)
 EXAMPLES_PER_CLUSTER = 3
+SNIPPET_MAX_DIGITS = 3  # a snippet with this many digit characters (any script, anywhere) is not shown
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,16 @@ class _Held:
     tokens: list[str]
     tag: str | None
     text: str
+
+
+def _digits(text: str) -> int:
+    """How many digits a snippet shows: digit characters of any script, or the longest run of numerals
+    (一三八…, so that ordinary words such as 一般 or 三星 still pass)."""
+    run = longest = 0
+    for ch in text:
+        run = run + 1 if unicodedata.numeric(ch, -1) >= 0 else 0
+        longest = max(longest, run)
+    return max(sum(ch.isdigit() for ch in text), longest)
 
 
 def generic_clusters(terms: ClusterTerms, n: int = SHOWN_KEYWORDS) -> frozenset[int]:
@@ -272,12 +284,15 @@ class ModelOwner:
 
     def _shown_examples(self) -> dict[int, list[str]]:
         """Snippets safe to show: every word of one was written by at least ``MIN_KEYWORD_USERS`` users
-        (one person's name, id or spam never appears, even inside an otherwise ordinary sentence)."""
+        (one person's name, id or spam never appears, even inside an otherwise ordinary sentence), and it
+        holds no number of :data:`SNIPPET_MAX_DIGITS` digits or more (numbers are never tokens, so the
+        writer count cannot vouch for them; a masked placeholder may be shown)."""
         shown: dict[int, list[str]] = {}
         for cluster, kept in self.examples.items():
             writers = self.terms.users.get(cluster, {})
             ok = [text for _, text, _, tokens in kept
-                  if tokens and all(len(writers.get(t, ())) >= MIN_KEYWORD_USERS for t in tokens)]
+                  if tokens and all(len(writers.get(t, ())) >= MIN_KEYWORD_USERS for t in tokens)
+                  and _digits(text) < SNIPPET_MAX_DIGITS]
             if ok:
                 shown[cluster] = ok
         return shown

@@ -114,7 +114,8 @@ def test_three_workers_share_one_model_and_survive_the_owner_dying(broker, setti
         def profiles_complete() -> tuple[bool, object]:
             latest = latest_profiles(base)
             got = {u: {k: v for k, v in p["behaviour"]["counts"].items() if v} for u, p in latest.items()}
-            return got == expected, f"{sum(g == expected.get(u) for u, g in got.items())}/{len(expected)} users right"
+            wrong = {u: (got.get(u), c) for u, c in expected.items() if got.get(u) != c}
+            return got == expected, f"{len(expected) - len(wrong)}/{len(expected)} users right; wrong: {wrong}"
 
         wait_until("every profile's counts", profiles_complete, survivors, timeout=300)
 

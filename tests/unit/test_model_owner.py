@@ -246,3 +246,21 @@ def test_a_batch_whose_send_failed_is_sent_again_and_the_owner_keeps_one_copy() 
     for m in [*lost.messages, *again.messages]:  # both reached the topic after all
         o.receive(m)
     assert o.clusterer.seen == 30 and o.counts["duplicate"] == 1
+
+
+@pytest.mark.parametrize("secret", ["11010519491231002*", "138 然后 1234 然后 5678", "一三八一二三四五六七八", "１３８"])
+def test_a_snippet_with_numbers_is_never_shown_however_common_its_words(secret: str) -> None:
+    """Numbers are not tokens, so three writers of the words cannot vouch for them."""
+    o = owner(k=2, warmup=21)
+    learner = Learner(ENC)
+    common = [Sample("r/0", i, i, AXES[0], ("质量", "电话"), text="质量很好 电话", user=f"u{i % 5}") for i in range(20)]
+    mine = Sample("r/0", 30, 30, AXES[0], ("质量", "电话"), text=f"质量很好 电话 {secret}", user="u0")
+    run_locally(o, learner, [*common, mine], force=True)
+    shown = [t for texts in learner.view.examples.values() for t in texts]
+    assert "质量很好 电话" in shown and not any(secret in t for t in shown)
+
+
+def test_ordinary_words_with_numerals_still_make_snippets() -> None:
+    from stream.core.model_owner import _digits
+    assert _digits("质量一般，三星手机，一个一个试") < 3
+    assert _digits("一三八") == 3 and _digits("电话 1 3 8") == 3
