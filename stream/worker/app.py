@@ -13,6 +13,7 @@ from stream.model_meta import model_prefixes
 from stream.worker.agents import register
 from stream.worker.encoder import Encoder, load_encoder
 from stream.worker.pipeline import BatchProcessor
+from stream.worker.preload import preload_tables
 
 
 def build_processor(settings: Settings, encoder: Encoder) -> BatchProcessor:
@@ -61,4 +62,6 @@ def create_app(settings: Settings, encoder: Encoder | None = None) -> faust.App:
         web_bind=settings.web_host,
     )
     register(app, settings, build_processor(settings, encoder or load_encoder(settings)))
+    if settings.preload_tables:
+        preload_tables(settings, app.tables.values())
     return app
