@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=_default_data_dir, description="RocksDB tables, clustering checkpoint, broker logs")
     cache_dir: Path = Field(default_factory=_default_cache_dir, description="Kafka jars, demo model")
     preload_tables: bool = Field(True, description="read table changelogs into RocksDB in bulk before Faust starts (fast cold restore)")
+    standby_replicas: int = Field(1, ge=0, description="Faust standby copies of each table partition on other workers (needs 2+ workers)")
 
     # Encoder
     model: str = Field("", description="local model directory or a model name in the local HF cache")

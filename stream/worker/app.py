@@ -55,6 +55,7 @@ def create_app(settings: Settings, encoder: Encoder | None = None) -> faust.App:
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 4),
         consumer_auto_offset_reset="earliest",
+        table_standby_replicas=settings.standby_replicas,
         producer_acks=-1,
         web_enabled=True,
         web_host=settings.web_host,
