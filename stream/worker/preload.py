@@ -62,7 +62,7 @@ def preload_tables(settings: Settings, tables: Iterable[Any], timeout: float = 6
         "enable.partition.eof": True,
         "fetch.max.bytes": 64 * 1024 * 1024,
         "max.partition.fetch.bytes": 16 * 1024 * 1024,
-        "queued.max.messages.kbytes": 256 * 1024,
+        "queued.max.messages.kbytes": 64 * 1024,  # bounds the prefetched records held in memory
     })
     try:
         for table in tables:
