@@ -88,7 +88,12 @@ def _load_table(consumer: Consumer, store: Any, topic: str, deadline: float, loa
         starts, ends = {}, {}
         for partition in sorted(meta.partitions):
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-            db = dbs[partition] = store.rocksdb_options.open(store.partition_path(partition))
+            try:
+                db = dbs[partition] = store.rocksdb_options.open(store.partition_path(partition))
+            except Exception as exc:  # rocksdict raises a plain exception; a lock means a running worker owns it
+                if "lock" not in str(exc).lower():
+                    raise
+                continue  # another worker process sharing this data directory has it open: Faust will wait for it
             persisted = db.get(store.offset_key)
             start = max(low, -1 if persisted is None else int(persisted) + 1)
             if start < high:

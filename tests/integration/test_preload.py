@@ -112,3 +112,20 @@ def test_preload_matches_the_changelog_and_resumes_from_the_persisted_offset(bro
 def test_a_changelog_that_does_not_exist_yet_is_skipped(broker: Any, settings_factory: Any, tmp_path: Path) -> None:
     settings = settings_factory(broker.bootstrap)
     assert preload_tables(settings, [make_table(settings, tmp_path / "faust")]).records == 0
+
+
+def test_a_partition_another_worker_holds_open_is_left_to_faust(broker: Any, settings_factory: Any,
+                                                               tmp_path: Path) -> None:
+    settings = settings_factory(broker.bootstrap)
+    table = make_table(settings, tmp_path / "faust")
+    topic = table.changelog_topic_name
+    admin = AdminClient({"bootstrap.servers": settings.broker})
+    admin.create_topics([NewTopic(topic, PARTITIONS, 1, config={"cleanup.policy": "compact"})])[topic].result(30)
+    write(settings, topic, [(p, f"k{p}".encode(), b"{}") for p in range(PARTITIONS)])
+    held = table.data.rocksdb_options.open(table.data.partition_path(0))  # RocksDB's lock, as a running worker's
+    try:
+        loaded = preload_tables(settings, [table])
+    finally:
+        held.close()
+    assert (loaded.records, loaded.partitions) == (PARTITIONS - 1, PARTITIONS - 1)
+    assert set(stored(table)[0]) == {f"k{p}".encode() for p in range(1, PARTITIONS)}
