@@ -9,8 +9,15 @@
 4. graceful stop, the RocksDB tables (``data_dir/faust``) are moved out of the worker's reach,
    restart: time to ``/health`` ready and to the first successful lookup; the K profiles must be
    identical (``updated_at`` aside), and the whole rebuilt table is compared key by key with the
-   one that was removed;
-5. a plain restart (RocksDB kept) for comparison.
+   one that was removed. The worker's bulk preload (``STREAM_PRELOAD_TABLES``, the default) reads
+   the changelog before Faust starts; its figures come from the worker's log;
+5. with ``--faust-rebuild``, the same rebuild once more with the preload off, so that Faust's own
+   changelog recovery does the work (the figure the preload is compared with);
+6. a plain restart (RocksDB kept) for comparison;
+7. with ``--standby``, failover: the worker plus a second one with its own data directory (both
+   with ``--session-timeout``); once both serve every sampled profile, the first is SIGKILLed
+   and the second is timed until it serves them all again (Faust's standby replica, promoted
+   after the group notices the dead member).
 
 Prints a Markdown table and writes ``bench/results/recovery.json``.
 """
@@ -20,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -259,6 +267,20 @@ def recovery_phases(w: Worker) -> dict[str, float | None]:
     return out
 
 
+PRELOAD_LINE = re.compile(r"table preload: (\d+) changelog records into (\d+) partitions in ([\d.]+) s")
+
+
+def preload_figures(w: Worker) -> dict[str, float] | None:
+    """Records, partitions and seconds of the worker's bulk table preload (None when it read nothing)."""
+    path = w.process.log_path
+    match = PRELOAD_LINE.search(path.read_text(errors="replace")) if path.exists() else None
+    if match is None:
+        return None
+    records, partitions, seconds = int(match[1]), int(match[2]), float(match[3])
+    return {"records": records, "partitions": partitions, "seconds": seconds,
+            "records_per_s": records / seconds if seconds > 0 else None}
+
+
 def restart_result(w: Worker, stop_s: float, sample: dict[str, Any], snapshot: dict[str, dict[str, Any]],
                    probe: str) -> dict[str, Any]:
     first = w.first_lookup
@@ -267,7 +289,7 @@ def restart_result(w: Worker, stop_s: float, sample: dict[str, Any], snapshot: d
             "first_lookup_matches_snapshot": first is not None and comparable(first) == comparable(snapshot[probe]),
             "first_lookup_events_total": None if first is None else first["behaviour"]["events_total"],
             "lookup_statuses": w.lookup_statuses[:20],
-            "faust_log_phases": recovery_phases(w),
+            "faust_log_phases": recovery_phases(w), "preload": preload_figures(w),
             "sample_check": sample}
 
 
@@ -353,9 +375,25 @@ def run(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> dict[str, Any]
     rebuild = restart_result(w, w.stop(), sample, snapshot, probe)
     rebuild["rocksdb_after_bytes"] = disk_usage(faust_dir)
     progress("comparing the rebuilt RocksDB table with the removed one, key by key")
-    rebuild["full_table_compare"] = compare_tables(read_tables(removed), read_tables(faust_dir))
+    before = read_tables(removed)
+    rebuild["full_table_compare"] = compare_tables(before, read_tables(faust_dir))
+    values = [v for k, v in before.items() if b"__faust" not in k]
+    result["state_value_bytes_mean"] = sum(map(len, values)) / max(1, len(values))
     result["rebuild"] = rebuild
     shutil.rmtree(removed, ignore_errors=True)
+
+    if args.faust_rebuild:
+        progress("rebuild again with the preload off (Faust's own changelog recovery)")
+        kept = tmp / "faust-preloaded"
+        shutil.move(str(faust_dir), str(kept))
+        w = Worker(settings.model_copy(update={"preload_tables": False}), logs, "2b-faust-rebuild").start()
+        stack.callback(w.process.stop)
+        w.wait_ready(probe_user=probe)
+        progress(f"Faust rebuild: ready after {w.ready_s:.2f}s")
+        sample = check_sample(settings, snapshot)
+        result["faust_rebuild"] = restart_result(w, w.stop(), sample, snapshot, probe)
+        shutil.rmtree(faust_dir, ignore_errors=True)
+        shutil.move(str(kept), str(faust_dir))
 
     # 4. plain restart, RocksDB kept
     progress("plain restart (RocksDB kept)")
@@ -365,7 +403,57 @@ def run(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> dict[str, Any]
     sample = check_sample(settings, snapshot)
     result["plain_restart"] = restart_result(w, w.stop(), sample, snapshot, probe)
     result["plain_restart"]["rocksdb_bytes"] = disk_usage(faust_dir)
+    if args.standby:
+        result["standby"] = standby_takeover(settings, tmp, logs, stack, snapshot, probe, args.session_timeout)
     return result
+
+
+def serving(settings: Settings, snapshot: dict[str, dict[str, Any]]) -> bool:
+    """Whether the worker at ``settings.web_port`` answers every sampled profile as snapshotted."""
+    for user, before in snapshot.items():
+        status, body = http_get(settings, profile_path(user), timeout=2)
+        if status != 200 or comparable(body) != comparable(before):
+            return False
+    return True
+
+
+def wait_serving(settings: Settings, snapshot: dict[str, dict[str, Any]], alive: Any, timeout: float) -> float:
+    """Seconds until ``serving`` holds (polled every 0.2 s)."""
+    t = time.monotonic()
+    while not serving(settings, snapshot):
+        alive()
+        if time.monotonic() - t > timeout:
+            raise TimeoutError(f"profiles not served after {timeout:.0f}s")
+        time.sleep(0.2)
+    return time.monotonic() - t
+
+
+def standby_takeover(settings: Settings, tmp: Path, logs: Path, stack: ExitStack, snapshot: dict[str, dict[str, Any]],
+                     probe: str, session_timeout: float) -> dict[str, Any]:
+    """Two workers, the first SIGKILLed: seconds until the second serves every sampled profile alone."""
+    sa = settings.model_copy(update={"session_timeout": session_timeout})
+    sb = sa.model_copy(update={"data_dir": tmp / "data-b", "web_port": free_port()})
+    progress(f"standby: two workers (session timeout {session_timeout:.0f}s)")
+    a = Worker(sa, logs, "4-standby-a").start()
+    stack.callback(a.process.stop)
+    a.wait_ready(probe_user=probe)
+    b = Worker(sb, logs, "4-standby-b").start()
+    stack.callback(b.process.stop)
+    b.wait_ready(probe_user=probe)
+    both_s = wait_serving(sb, snapshot, b.process.check_alive, 600)
+    time.sleep(2 * session_timeout)  # let the group settle and the standby catch up
+    if not serving(sb, snapshot):
+        raise RuntimeError("the second worker stopped serving before the failover")
+    progress("standby: SIGKILL the first worker")
+    a.process.kill()
+    takeover_s = wait_serving(sb, snapshot, b.process.check_alive, 600)
+    progress(f"standby: the second worker serves everything {takeover_s:.2f}s after the kill")
+    out = {"session_timeout_s": session_timeout, "second_ready_s": b.ready_s, "second_serving_all_s": both_s,
+           "takeover_s": takeover_s, "second_preload": preload_figures(b),
+           "second_log_tail_recovery": [line for line in b.process.log_path.read_text(errors="replace").splitlines()
+                                        if "Recovery]: Done reading" in line or "Restoring state" in line][-4:]}
+    b.stop()
+    return out
 
 
 def fmt(v: float | None, unit: str = "s") -> str:
@@ -389,6 +477,13 @@ def replay(x: dict[str, Any], cl: dict[str, Any]) -> str:
     return f"{s:.2f} s" + (f" ({cl['records'] / s:,.0f} records/s)" if s > 0.5 else "")
 
 
+def preloaded(x: dict[str, Any]) -> str:
+    p = x.get("preload")
+    if p is None:
+        return "nothing read"
+    return f"{p['records']:,} records in {p['seconds']:.2f} s ({p['records_per_s']:,.0f} records/s)"
+
+
 def markdown(r: dict[str, Any]) -> str:
     c, ing, cl, rb, pr = r["config"], r["ingest"], r["changelog"], r["rebuild"], r["plain_restart"]
     full = rb["full_table_compare"]
@@ -397,16 +492,29 @@ def markdown(r: dict[str, Any]) -> str:
         ("ingest (produce → all profiles)", f"{ing['seconds']:.1f} s = **{ing['events_per_s']:,.0f} events/s** "
                                             f"({ing['users_per_s']:,.0f} users/s)"),
         ("changelog", f"{cl['records']:,} records, {cl['distinct_keys']:,} keys, {cl['log_bytes'] / 1e6:.1f} MB"),
+        ("profile message / table value per user (mean)",
+         f"{ing['profile_bytes_mean']:,.0f} B / {r['state_value_bytes_mean']:,.0f} B (no text: no interest vector)"),
         ("RocksDB before / rebuilt", f"{r['rocksdb_before_bytes'] / 1e6:.1f} MB / {rb['rocksdb_after_bytes'] / 1e6:.1f} MB"),
         ("cold start, empty state → ready", fmt(r["cold_start_ready_s"])),
         ("**rebuild (RocksDB deleted) → ready**", f"**{fmt(rb['ready_s'])}**"),
+        ("rebuild: bulk preload before Faust starts (worker log)", preloaded(rb)),
         ("rebuild → first profile lookup (probe = last user)", first_lookup(rb)),
         ("rebuild: process start → Faust starting (imports, model load, dead-letter scan)",
          fmt(None if rb["faust_log_phases"]["worker_ready_s"] is None
              else rb["ready_s"] - rb["faust_log_phases"]["worker_ready_s"], "s (approx.)")),
         ("rebuild: reading the changelog (Faust log)", replay(rb, cl)),
+        *([] if (fr := r.get("faust_rebuild")) is None else [
+            ("rebuild with the preload off → ready (Faust's own recovery)", fmt(fr["ready_s"])),
+            ("preload off: reading the changelog (Faust log)", replay(fr, cl)),
+            ("preload off: sampled profiles", "identical" if fr["sample_check"]["identical"] else
+             f"**{fr['sample_check']['different']} differ, {fr['sample_check']['lookups_failed']} lookups failed**"),
+        ]),
         ("plain restart: reading the changelog (Faust log)", replay(pr, cl)),
         ("plain restart (RocksDB kept) → ready", fmt(pr["ready_s"])),
+        *([] if (sb := r.get("standby")) is None else [
+            (f"**failover: SIGKILL one of two workers → the other serves all sampled profiles** "
+             f"(session timeout {sb['session_timeout_s']:.0f} s)", f"**{fmt(sb['takeover_s'])}**"),
+        ]),
         ("plain restart → first profile lookup", first_lookup(pr)),
         ("graceful stop", f"{r['initial_stop_s']:.2f} s (after ingest), {rb['stop_s']:.2f} s (after rebuild)"),
         (f"{c['sample']} sampled profiles after rebuild",
@@ -431,6 +539,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--broker-heap", default="1g")
+    ap.add_argument("--standby", action="store_true", help="also time a failover to a second worker (SIGKILL)")
+    ap.add_argument("--session-timeout", type=float, default=6.0,
+                    help="STREAM_SESSION_TIMEOUT of the two workers in the failover (a crash is noticed after it)")
+    ap.add_argument("--faust-rebuild", action="store_true",
+                    help="also rebuild with the bulk preload off (Faust's own recovery), for comparison")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, broker, tables)")
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results" / "recovery.json")
     args = ap.parse_args(argv)

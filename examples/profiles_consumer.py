@@ -12,7 +12,9 @@ only for records handled (at-least-once: make your writes idempotent, e.g. upser
 from __future__ import annotations
 
 import argparse
+import base64
 import json
+import struct
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -42,12 +44,21 @@ def records(consumer: Consumer, idle_timeout: float | None) -> Iterator[Any]:
         yield msg
 
 
+def interest_vector(profile: dict[str, Any]) -> list[float]:
+    """The unit interest vector as floats, in either encoding (STREAM_VECTOR_ENCODING); [] before the first text."""
+    interests = profile["interests"]
+    if interests["interest_vector_encoding"] == "float16-base64":
+        raw = base64.b64decode(interests["interest_vector"])
+        return list(struct.unpack(f"<{len(raw) // 2}e", raw))  # little-endian IEEE half floats
+    return list(interests["interest_vector"])
+
+
 def describe(profile: dict[str, Any]) -> str:
     c, churn = profile["consumption"], profile["churn"]
     top = profile["interests"]["top_clusters"]
     interest = " ".join(top[0]["keywords"][:3]) if top else "-"
     return (f"{profile['user_id']} segment={c['rfm']['segment']} spend={c['monetary_total']} {c['currency']} "
-            f"interest={interest} churn={churn['score']} ({churn['level']})")
+            f"interest={interest} vector={len(interest_vector(profile))}d churn={churn['score']} ({churn['level']})")
 
 
 def main(argv: list[str] | None = None) -> int:

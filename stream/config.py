@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     # Storage
     data_dir: Path = Field(default_factory=_default_data_dir, description="RocksDB tables, clustering checkpoint, broker logs")
     cache_dir: Path = Field(default_factory=_default_cache_dir, description="Kafka jars, demo model")
+    preload_tables: bool = Field(True, description="read table changelogs into RocksDB in bulk before Faust starts (fast cold restore)")
+    standby_replicas: int = Field(1, ge=0, description="Faust standby copies of each table partition on other workers (needs 2+ workers)")
 
     # Encoder
     model: str = Field("", description="local model directory or a model name in the local HF cache")
@@ -95,6 +97,9 @@ class Settings(BaseSettings):
     inactivity_days: float = Field(14.0, gt=0, description="silence at which the inactivity signal is at its maximum")
     churn_alert_at: float = Field(0.6, gt=0, le=1, description="risk at which a churn alert is raised")
     churn_recover_at: float = Field(0.4, ge=0, lt=1, description="risk at or below which an alerted user has recovered")
+    vector_encoding: Literal["float16-base64", "json"] = Field(
+        "float16-base64", description="public interest vector: base64 of little-endian float16 (compact) or a JSON list"
+    )
 
     # Privacy
     pseudonym_key: str = Field("", description="HMAC-SHA256 key: when set, user ids are replaced by pseudonyms at ingestion")

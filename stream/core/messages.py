@@ -21,7 +21,9 @@ import numpy as np
 from stream.core.events import format_ts
 from stream.core.redact import ERROR_LIMIT, encodable, mask_head, redact_bytes, redact_key
 
-PROFILE_SCHEMA_VERSION = 2
+PROFILE_SCHEMA_VERSION = 3  # 3: interests.interest_vector may be float16/base64 (interest_vector_encoding)
+VectorEncoding = Literal["float16-base64", "json"]
+VECTOR_ENCODINGS: tuple[str, ...] = ("float16-base64", "json")
 
 
 class Kind(StrEnum):
@@ -81,6 +83,27 @@ def pack_vector(v: np.ndarray) -> str:
 
 def unpack_vector(s: str) -> np.ndarray:
     return np.frombuffer(base64.b64decode(s), dtype="<f4")
+
+
+def encode_interest_vector(v: np.ndarray, encoding: str, digits: int = 4) -> str | list[float]:
+    """The public interest vector in ``encoding``.
+
+    ``float16-base64``: little-endian IEEE half floats as base64 text, 2 bytes a dimension (a
+    unit vector's components keep about 3 significant digits, plenty for cosine similarity):
+    about a third of ``json``, a list of numbers rounded to ``digits``. Empty: "" or [].
+    """
+    if encoding == "json":
+        return np.round(np.asarray(v, dtype=np.float64), digits).tolist()
+    if encoding == "float16-base64":
+        return base64.b64encode(np.asarray(v, dtype="<f2").tobytes()).decode("ascii")
+    raise ValueError(f"unknown vector encoding {encoding!r}; expected one of {VECTOR_ENCODINGS}")
+
+
+def decode_interest_vector(value: str | list[float]) -> np.ndarray:
+    """float64 array from either encoding of :func:`encode_interest_vector` (for consumers and tests)."""
+    if isinstance(value, str):
+        return np.frombuffer(base64.b64decode(value), dtype="<f2").astype(np.float64)
+    return np.asarray(value, dtype=np.float64)
 
 
 def make_update(

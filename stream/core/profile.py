@@ -16,6 +16,7 @@ them together keeps every field's meaning in one place.
 
 from __future__ import annotations
 
+import base64
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from stream.core.messages import (
     ChurnAlert,
     Update,
     churn_alert,
+    encode_interest_vector,
     profile_view,
     unpack_vector,
 )
@@ -65,6 +67,7 @@ class Rules:
     generic_weight: float = 0.2  # share of interest an event in a "how it is said" cluster counts with
     check_every_ms: int = DAY_MS  # churn checks at every multiple of this, in event time (ticks)
     lateness_ms: int = 0  # a check at b includes the events up to b + lateness, as stage 1's ticks do
+    vector_encoding: str = "float16-base64"  # of the public interest vector (messages.encode_interest_vector)
 
     @property
     def keep_days(self) -> int:
@@ -133,8 +136,8 @@ def apply_update(profile: Profile, update: Update, rules: Rules) -> Profile:
             p["sentiment_last"] = [data["sentiment"], ts]
     if update.get("embedding") is not None and weight:
         emb = unpack_vector(update["embedding"]).astype(np.float64)
-        interest = p["decayed"]["interest"]
-        p["decayed"]["interest"] = (emb * weight if interest is None else np.asarray(interest) + weight * emb).tolist()
+        interest = _interest(p["decayed"])
+        p["decayed"]["interest"] = _pack_interest(emb * weight if interest is None else interest + weight * emb)
         cluster = str(update["cluster"])
         interest = weight * (rules.generic_weight if update.get("generic") else 1.0)  # favour what over how
         p["decayed"]["clusters"][cluster] = p["decayed"]["clusters"].get(cluster, 0.0) + interest
@@ -276,11 +279,27 @@ def _advance(decayed: dict[str, Any], ts: int, half_life_ms: float) -> float:
         if not decayed["clusters"]:
             decayed["interest"] = None
         elif decayed["interest"] is not None:
-            decayed["interest"] = (np.asarray(decayed["interest"]) * scale).tolist()
+            decayed["interest"] = _pack_interest(_interest(decayed) * scale)
         s = decayed["sentiment"]
         decayed["sentiment"] = [s[0] * scale, s[1] * scale] if s[1] * scale >= MIN_WEIGHT else [0.0, 0.0]
     decayed["ref_ts"] = ts
     return 1.0
+
+
+def _interest(decayed: Mapping[str, Any]) -> np.ndarray | None:
+    """The decayed interest sum; a list in state stored before :func:`_pack_interest` existed."""
+    value = decayed["interest"]
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return np.frombuffer(base64.b64decode(value), dtype="<f8")
+    return np.asarray(value, dtype=np.float64)
+
+
+def _pack_interest(v: np.ndarray) -> str:
+    """Base64 of the float64 sum: about half a JSON list, and exact, so the profile stays independent of
+    event order (float32 would round differently per order and move the public vector's last digit)."""
+    return base64.b64encode(np.asarray(v, dtype="<f8").tobytes()).decode("ascii")
 
 
 def _add_category(categories: dict[str, float], category: str, weight: float) -> None:
@@ -385,13 +404,12 @@ def _interests(profile: Profile, rules: Rules, digits: int) -> dict[str, Any]:
     weights: Mapping[str, float] = profile["decayed"]["clusters"]
     total = sum(weights.values())
     ranked = sorted(weights, key=lambda c: (-weights[c], int(c)))
-    vector: list[float] = []
-    if profile["decayed"]["interest"] is not None:
-        v = np.asarray(profile["decayed"]["interest"], dtype=np.float64)
-        norm = np.linalg.norm(v)
-        vector = np.round(v / norm, digits).tolist() if norm else []
+    v = _interest(profile["decayed"])
+    norm = 0.0 if v is None else float(np.linalg.norm(v))
+    unit = v / norm if v is not None and norm else np.zeros(0)
     return {
-        "interest_vector": vector,
+        "interest_vector": encode_interest_vector(unit, rules.vector_encoding, digits),
+        "interest_vector_encoding": rules.vector_encoding,
         "cluster": int(ranked[0]) if ranked else None,
         "cluster_distribution": {c: _share(weights[c], total, digits) for c in sorted(weights, key=int)} if total else {},
         "top_clusters": [

@@ -65,6 +65,7 @@ def rules_from(settings: Settings) -> Rules:
         recover_at=settings.churn_recover_at,
         check_every_ms=int(settings.churn_check_hours * 3_600_000),  # the ticks' schedule (build_processor)
         lateness_ms=int(settings.lateness_seconds * 1000),
+        vector_encoding=settings.vector_encoding,
     )
 
 

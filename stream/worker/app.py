@@ -12,6 +12,7 @@ from stream.model_meta import model_prefixes
 from stream.worker.agents import register
 from stream.worker.encoder import Encoder, load_encoder
 from stream.worker.pipeline import BatchProcessor
+from stream.worker.preload import preload_tables
 
 
 def build_processor(settings: Settings, encoder: Encoder) -> BatchProcessor:
@@ -50,6 +51,7 @@ def create_app(settings: Settings, encoder: Encoder | None = None) -> faust.App:
         # Records held unacked (texts waiting for the first model version, the owner's warm-up buffer)
         # would stall every rebalance in Faust's wait for acks; redelivery is idempotent instead.
         stream_wait_empty=False,
+        table_standby_replicas=settings.standby_replicas,
         producer_acks=-1,
         web_enabled=True,
         web_host=settings.web_host,
@@ -57,4 +59,6 @@ def create_app(settings: Settings, encoder: Encoder | None = None) -> faust.App:
         web_bind=settings.web_host,
     )
     register(app, settings, build_processor(settings, encoder or load_encoder(settings)))
+    if settings.preload_tables:
+        preload_tables(settings, app.tables.values())
     return app

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from stream.core.messages import decode_interest_vector
 from stream.devtools.feed import FeedEvent, demo_feed
 from stream.devtools.produce import produce_feed
 from stream.devtools.worker_process import WorkerProcess
@@ -41,7 +42,7 @@ def test_profiles_match_produced_events_and_survive_a_crash(broker, settings_fac
             i = p["interests"]
             assert i["cluster"] is not None and 0 <= i["cluster"] < settings.clusters
             assert i["cluster_distribution"] and abs(sum(i["cluster_distribution"].values()) - 1) < 1e-3
-            assert len(i["interest_vector"]) == 64
+            assert len(decode_interest_vector(i["interest_vector"])) == 64
             assert p["model_version"].startswith("tiny-bert")
             assert p["last_event_ts"].endswith("Z")
         lineage = next(p["model_version"] for p in profiles.values() if p["model_version"]).split("#")[0]

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from stream.config import Settings
+from stream.core.messages import decode_interest_vector
 from stream.devtools.feed import FeedEvent
 from stream.devtools.produce import produce_feed
 from stream.devtools.worker_process import WorkerProcess
@@ -108,7 +109,7 @@ def settled_alerts(settings: Settings, quiet: float = 5.0, timeout: float = 90.0
 def comparable(profile: dict[str, Any]) -> dict[str, Any]:
     """A profile without what may differ between runs: cluster ids and keywords, model version, processing time."""
     p = {k: v for k, v in profile.items() if k not in ("updated_at", "model_version")}
-    p["interests"] = {"interest_vector": profile["interests"]["interest_vector"]}
+    p["interests"] = {"interest_vector": decode_interest_vector(profile["interests"]["interest_vector"]).tolist()}
     return p
 
 

@@ -6,8 +6,30 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from stream.core.messages import Kind, make_tick, make_update, parse_internal, unpack_vector
+from stream.core.messages import (
+    Kind,
+    decode_interest_vector,
+    encode_interest_vector,
+    make_tick,
+    make_update,
+    parse_internal,
+    unpack_vector,
+)
+
+unit_components = st.lists(st.floats(min_value=-1.0, max_value=1.0, allow_nan=False, width=32), max_size=512)
+
+
+@given(unit_components)
+def test_interest_vector_encodings_round_trip_through_json(values: list[float]) -> None:
+    v = np.asarray(values, dtype=np.float64)
+    half = decode_interest_vector(json.loads(json.dumps(encode_interest_vector(v, "float16-base64"))))
+    assert half.shape == v.shape
+    assert np.all(np.abs(half - v) <= np.abs(v) * 2.0**-11 + 2.0**-25)  # float16 rounding, subnormals included
+    listed = decode_interest_vector(json.loads(json.dumps(encode_interest_vector(v, "json", digits=4))))
+    assert np.all(np.abs(listed - v) <= 0.5e-4 + 1e-12)
 
 
 def test_internal_messages_dispatch_by_kind() -> None:

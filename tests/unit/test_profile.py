@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream.core import rfm
-from stream.core.messages import make_update
+from stream.core.messages import decode_interest_vector, encode_interest_vector, make_update
 from stream.core.profile import (
     DAY_MS,
     Rules,
@@ -133,11 +133,42 @@ def test_redelivered_updates_are_skipped() -> None:
     assert apply_update(p, ups[3], RULES) is p
 
 
+def test_both_vector_encodings_give_the_same_direction_and_float16_is_about_a_third() -> None:
+    ups = [update("review", i, T0 + i * DAY_MS) for i in range(1, 6)]
+    p = run(ups)
+    rng = np.random.default_rng(0)
+    p["decayed"]["interest"] = rng.normal(size=384).tolist()  # state written before the compact encoding: still read
+    compact = view(p, T0 + 6 * DAY_MS)["interests"]
+    as_json = public_view(p, as_of=T0 + 6 * DAY_MS, updated_at_ms=0, rules=Rules(vector_encoding="json"))["interests"]
+    PROFILE_SCHEMA(public_view(p, as_of=T0, updated_at_ms=0, rules=Rules(vector_encoding="json")))
+    assert as_json["interest_vector_encoding"] == "json" and isinstance(as_json["interest_vector"], list)
+    a, b = decode_interest_vector(compact["interest_vector"]), decode_interest_vector(as_json["interest_vector"])
+    assert a.shape == b.shape == (384,)
+    assert np.max(np.abs(a - b)) < 1e-3 and a @ b > 0.9999
+    compact_json = {"separators": (",", ":")}
+    assert len(json.dumps(as_json["interest_vector"], **compact_json)) > 2.5 * len(json.dumps(compact["interest_vector"]))
+
+
+def test_no_text_yet_means_an_empty_vector_in_either_encoding() -> None:
+    p = run([update("order", 1, T0, cents=100, items=1)])
+    assert view(p, T0)["interests"]["interest_vector"] == ""
+    assert public_view(p, as_of=T0, updated_at_ms=0, rules=Rules(vector_encoding="json"))["interests"]["interest_vector"] == []
+    assert decode_interest_vector("").shape == (0,)
+    with pytest.raises(ValueError, match="unknown vector encoding"):
+        encode_interest_vector(np.ones(3), "float8")
+
+
+def test_state_keeps_the_interest_sum_compact() -> None:
+    p = run([update("review", i, T0 + i * DAY_MS) for i in range(1, 4)])
+    assert isinstance(p["decayed"]["interest"], str)  # base64 float64, about half a JSON float list
+
+
 def test_interest_vector_is_unit_length_and_follows_recent_text() -> None:
     old = update("review", 1, T0, category="书籍", rating=None, sentiment=None)
     new = update("review", 2, T0 + 300 * DAY_MS, category="书籍", rating=None, sentiment=None)
     v = view(run([old, new]), T0 + 300 * DAY_MS)["interests"]
-    vec = np.asarray(v["interest_vector"])
+    assert v["interest_vector_encoding"] == "float16-base64"
+    vec = decode_interest_vector(v["interest_vector"])
     assert abs(np.linalg.norm(vec) - 1) < 1e-3
     newest = np.frombuffer(__import__("base64").b64decode(new["embedding"]), dtype="<f4")
     assert vec @ newest > 0.99  # the 300-day-old review has decayed to ~0.1% weight
