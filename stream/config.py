@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     pooling: Literal["mean", "cls"] = "mean"
     max_tokens: int = Field(256, ge=8, description="truncation length per text")
     batch_tokens: int = Field(4096, ge=64, description="token budget per encoder batch (padding included)")
+    batch_padding: float = Field(
+        0.2, ge=0, le=1, description="most padding per encoder batch, as a share of its tokens; 1 = no cap"
+    )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="auto = bfloat16 on CUDA (float16 where bf16 is unsupported), float32 on CPU")
     torch_threads: int = Field(0, ge=0, description="CPU threads for torch; 0 = torch's default")
     review_prefix: str | None = Field(None, description='prepended to reviews; unset: from the model ("passage: " for e5)')
