@@ -3,6 +3,8 @@
 Phases: pre-warm (model, consumer group, clustering warm start are paid before any clock runs),
 saturation (N events as fast as possible, until N updates are on the profiles topic), then latency
 at half the saturation rate. Each phase has its own users, so a user's event count identifies events.
+The worker's per-stage histograms are scraped around each phase. Then the naive one-at-a-time loop
+(:mod:`bench.naive`) runs the same phases on topics of its own on the same broker.
 """
 
 from __future__ import annotations
@@ -14,19 +16,33 @@ from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
+from bench.naive import NaiveLoop
 from bench.processes import PeakRss, cpu_seconds, disk_usage, rss_bytes
+from bench.stages import scrape, stage_table
 from bench.watcher import ProfileWatcher
 from stream.config import Settings
 from stream.devtools.broker import LocalBroker, free_port
 from stream.devtools.feed import FeedEvent, reviews_feed
 from stream.devtools.produce import produce_feed
 from stream.devtools.worker_process import WorkerProcess
+from stream.kafka.clients import topic_offsets
 from stream.kafka.topics import ensure_topics
 
 PREWARM_EVENTS = 256  # more than the clustering warm-up buffer, so the clusterer is fitted before timing starts
+NAIVE_EVENTS = 1000  # the naive loop's saturation phase (a ratio needs no more; it is the slow part of the run)
+
+
+class Consumer(Protocol):
+    """The process under test: the worker, or the naive loop."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def check_alive(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -54,9 +70,25 @@ class E2EResult:
     state_disk_bytes: int
     state_disk_bytes_per_user: float
     profile_message_bytes_mean: float
+    stages_saturation: list[dict[str, Any]]  # per stage: count, p50/p95/p99 ms (worker histograms, this phase only)
+    stages_latency: list[dict[str, Any]]
+    naive: dict[str, Any]  # the one-at-a-time loop: events_per_s, cpu_us_per_event, offered_rate, latency_ms
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+def wait_for_leaders(settings: Settings, topic: str, timeout: float = 60.0) -> None:
+    """A just-created topic answers "not leader" for a while; the profile watcher must not start before that ends."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            topic_offsets(settings, topic)
+            return
+        except Exception:  # noqa: BLE001 - librdkafka raises KafkaException or RuntimeError until leaders exist
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def tagged(feed: Iterable[FeedEvent], phase: str) -> list[FeedEvent]:
@@ -87,9 +119,9 @@ def worker_settings(pipeline: Settings, broker: str, data_dir: Path) -> Settings
     })
 
 
-def prewarm(cfg: E2EConfig, settings: Settings, watcher: ProfileWatcher, worker: WorkerProcess) -> None:
+def prewarm(cfg: E2EConfig, settings: Settings, watcher: ProfileWatcher, worker: Consumer, phase: str = "warm") -> None:
     """Pay model load, consumer-group join and the clustering warm start before any clock runs."""
-    events = review_events(cfg, "warm", PREWARM_EVENTS, users=64, seed=cfg.seed + 2)
+    events = review_events(cfg, phase, PREWARM_EVENTS, users=64, seed=cfg.seed + 2)
     produce_feed(settings, events, total=len(events), show_progress=True)
     watcher.wait_for(per_user(events), worker.check_alive)
 
@@ -102,7 +134,7 @@ class Saturation:
     broker_cpu: float
 
 
-def saturate(settings: Settings, watcher: ProfileWatcher, worker: WorkerProcess, broker_pid: int,
+def saturate(settings: Settings, watcher: ProfileWatcher, worker: Consumer, broker_pid: int,
              events: list[FeedEvent]) -> Saturation:
     """Produce everything at once; the clock stops when the last event's profile update arrives."""
     expected = per_user(events)
@@ -115,7 +147,7 @@ def saturate(settings: Settings, watcher: ProfileWatcher, worker: WorkerProcess,
                       cpu_seconds(broker_pid) - broker_cpu)
 
 
-def latencies_ms(settings: Settings, watcher: ProfileWatcher, worker: WorkerProcess, events: list[FeedEvent],
+def latencies_ms(settings: Settings, watcher: ProfileWatcher, worker: Consumer, events: list[FeedEvent],
                  rate: float) -> np.ndarray:
     """Per event: arrival of the first profile that counts it, minus the moment it was handed to the producer."""
     sent: dict[tuple[str, int], float] = {}
@@ -148,6 +180,7 @@ def run_e2e(cfg: E2EConfig, progress: Callable[[str], None]) -> E2EResult:
             raise RuntimeError(f"broker on {broker.bootstrap} started but left no pid file")
         settings = worker_settings(cfg.pipeline, broker.bootstrap, tmp / "worker")
         ensure_topics(settings)
+        wait_for_leaders(settings, settings.topic_profiles)
         watcher = stack.enter_context(ProfileWatcher(settings))
         worker = stack.enter_context(WorkerProcess(settings, tmp))
         progress("starting worker")
@@ -158,13 +191,17 @@ def run_e2e(cfg: E2EConfig, progress: Callable[[str], None]) -> E2EResult:
         with PeakRss(worker.pid) as peak:
             progress(f"saturation: {cfg.events} events")
             events = review_events(cfg, "sat", cfg.events, users=cfg.events // 5, seed=cfg.seed)
+            before_sat = scrape(settings)
             sat = saturate(settings, watcher, worker, broker_pid, events)
+            before_lat = scrape(settings)
             rate = sat.events / sat.seconds / 2
             n = max(1, round(rate * cfg.latency_seconds))
             progress(f"latency: {n} events at {rate:.1f}/s")
             lat = latencies_ms(settings, watcher, worker, review_events(cfg, "lat", n, n // 2, cfg.seed + 1), rate)
+            after_lat = scrape(settings)
         worker.stop()
         disk = disk_usage(settings.data_dir)
+        naive = run_naive(cfg, settings, tmp, broker_pid, progress)
         return E2EResult(
             events=sat.events,
             seconds=sat.seconds,
@@ -180,4 +217,36 @@ def run_e2e(cfg: E2EConfig, progress: Callable[[str], None]) -> E2EResult:
             state_disk_bytes=disk,
             state_disk_bytes_per_user=disk / max(1, watcher.users),
             profile_message_bytes_mean=float(np.mean(watcher.sizes)) if watcher.sizes else 0.0,
+            stages_saturation=stage_table(before_lat, before_sat),
+            stages_latency=stage_table(after_lat, before_lat),
+            naive=naive,
         )
+
+
+def run_naive(cfg: E2EConfig, pipeline: Settings, tmp: Path, broker_pid: int,
+              progress: Callable[[str], None]) -> dict[str, Any]:
+    """The same phases through the naive loop, on topics and a consumer group of its own (the worker is stopped)."""
+    settings = pipeline.model_copy(update={
+        "app_id": f"{pipeline.app_id}-naive", "topic_reviews": "naive-reviews", "topic_profiles": "naive-profiles",
+    })
+    ensure_topics(settings)
+    wait_for_leaders(settings, settings.topic_profiles)
+    with ProfileWatcher(settings) as watcher, NaiveLoop(settings, tmp) as naive:
+        progress(f"naive loop: pre-warming with {PREWARM_EVENTS} events")
+        prewarm(cfg, settings, watcher, naive, phase="nwarm")
+        n_sat = min(cfg.events, NAIVE_EVENTS)
+        progress(f"naive loop: saturation, {n_sat} events")
+        sat = saturate(settings, watcher, naive, broker_pid,
+                       review_events(cfg, "nsat", n_sat, users=n_sat // 5, seed=cfg.seed))
+        rate = sat.events / sat.seconds / 2
+        n = max(1, round(rate * cfg.latency_seconds))
+        progress(f"naive loop: latency, {n} events at {rate:.1f}/s")
+        lat = latencies_ms(settings, watcher, naive, review_events(cfg, "nlat", n, n // 2, cfg.seed + 1), rate)
+    return {
+        "events": sat.events,
+        "events_per_s": sat.events / sat.seconds,
+        "cpu_us_per_event": 1e6 * sat.worker_cpu / sat.events,
+        "offered_rate": rate,
+        "latency_events": len(lat),
+        "latency_ms": percentiles(lat),
+    }

@@ -17,8 +17,13 @@ def ratios(encoder: dict[str, Any], e2e: dict[str, Any] | None) -> dict[str, flo
     """Same-run ratios: they survive machine drift that makes absolute throughput incomparable across runs."""
     budget = encoder["token_budget"]["texts_per_s"]
     encoder_cpu_us = 1e6 * encoder["token_budget"]["cpu_seconds"] / encoder["token_budget"]["texts"]
+    naive = e2e["naive"] if e2e else None
     return {
         "pipeline_vs_encoder": e2e["events_per_s"] / budget if e2e else None,
+        # the naive loop: throughput as pipeline / naive (higher is better), latency as pipeline / naive (lower is)
+        "pipeline_vs_naive": e2e["events_per_s"] / naive["events_per_s"] if naive else None,
+        "p50_vs_naive": e2e["latency_ms"]["p50"] / naive["latency_ms"]["p50"] if naive else None,
+        "p99_vs_naive": e2e["latency_ms"]["p99"] / naive["latency_ms"]["p99"] if naive else None,
         # CPU time per event survives contention from other processes, which wall-clock rates do not
         "pipeline_vs_encoder_cpu": encoder_cpu_us / e2e["worker_cpu_us_per_event"] if e2e else None,
         "bucketed_vs_arrival": budget / encoder["arrival_order"]["texts_per_s"],
@@ -49,13 +54,19 @@ def _cpu_rows(costs: list[dict[str, Any]], stage1: dict[str, Any]) -> list[str]:
 
 
 def _e2e_rows(e2e: dict[str, Any], r: dict[str, float | None]) -> list[str]:
-    lat = e2e["latency_ms"]
+    lat, naive = e2e["latency_ms"], e2e["naive"]
+    nlat = naive["latency_ms"]
     mb = 1 << 20
     return [
         f"| pipeline end to end (broker + worker) | {e2e['events_per_s']:,.1f} events/s "
         f"({r['pipeline_vs_encoder']:.2f}× raw encoder by wall clock, {r['pipeline_vs_encoder_cpu']:.2f}× by CPU time) |",
         f"| latency at {e2e['offered_rate']:,.1f} events/s, p50 / p95 / p99 | "
         f"{lat['p50']:,.0f} / {lat['p95']:,.0f} / {lat['p99']:,.0f} ms |",
+        f"| naive one-at-a-time loop (confluent-kafka, same model) | {naive['events_per_s']:,.1f} events/s; "
+        f"at {naive['offered_rate']:,.1f} events/s p50 / p95 / p99 {nlat['p50']:,.0f} / {nlat['p95']:,.0f} / "
+        f"{nlat['p99']:,.0f} ms |",
+        f"| pipeline / naive loop: throughput · p50 · p99 latency (each at half its own saturation) | "
+        f"{r['pipeline_vs_naive']:.2f}× · {r['p50_vs_naive']:.2f}× · {r['p99_vs_naive']:.2f}× |",
         f"| worker memory (RSS) at rest / peak under load | {e2e['rss_rest_bytes'] / mb:,.0f} / "
         f"{e2e['rss_peak_bytes'] / mb:,.0f} MiB |",
         f"| state on disk per user / profile message | {e2e['state_disk_bytes_per_user'] / 1024:,.1f} KiB "
@@ -80,7 +91,23 @@ def markdown(result: dict[str, Any]) -> str:
         f"| length bucketing vs arrival order / vs one at a time | {r['bucketed_vs_arrival']:.2f}× / "
         f"{r['bucketed_vs_one_at_a_time']:.2f}× |",
     ]
-    return "\n".join([header, "", *rows, "", bottleneck(result)])
+    stages = _stage_rows(e2e) if e2e else []
+    return "\n".join([header, "", *rows, "", bottleneck(result), *stages])
+
+
+def _stage_rows(e2e: dict[str, Any]) -> list[str]:
+    """The worker's per-stage histograms: where an event's time goes, at half load and at saturation."""
+    sat = {row["stage"]: row for row in e2e["stages_saturation"]}
+
+    def ms(row: dict[str, Any], q: int) -> str:
+        value = row[f"p{q}_ms"]
+        return "–" if value is None else f"{value:,.1f}"
+
+    rows = [f"| {row['stage']} | {row['count']:,} | {ms(row, 50)} / {ms(row, 95)} / {ms(row, 99)} | "
+            f"{ms(sat[row['stage']], 50)} / {ms(sat[row['stage']], 99)} |" for row in e2e["stages_latency"]]
+    return ["", f"Per stage (worker histograms, ms; bucket-interpolated), at {e2e['offered_rate']:,.1f} events/s "
+            "and at saturation:", "",
+            "| stage | events | p50 / p95 / p99 at half load | p50 / p99 at saturation |", "|---|---|---|---|", *rows]
 
 
 def bottleneck(result: dict[str, Any]) -> str:

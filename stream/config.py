@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     topic_updates: str = Field("profile-updates", description="internal: per-user updates, co-partitioned with the table")
     topic_dead_letters: str = "dead-letters"
     commit_interval: float = Field(1.0, gt=0, description="seconds between offset commits")
+    fetch_max_wait: float = Field(
+        0.1, ge=0, description="seconds the worker's consumer long-polls the broker (Faust hard-codes 1.5)"
+    )
     session_timeout: float = Field(30.0, gt=0, description="seconds before a silent worker's partitions move to another")
 
     # Local broker (stream broker start)
@@ -63,14 +66,16 @@ class Settings(BaseSettings):
     pooling: Literal["mean", "cls"] = "mean"
     max_tokens: int = Field(256, ge=8, description="truncation length per text")
     batch_tokens: int = Field(4096, ge=64, description="token budget per encoder batch (padding included)")
+    batch_padding: float = Field(
+        0.2, ge=0, le=1, description="most padding per encoder batch, as a share of its tokens; 1 = no cap"
+    )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="auto = bfloat16 on CUDA (float16 where bf16 is unsupported), float32 on CPU")
     torch_threads: int = Field(0, ge=0, description="CPU threads for torch; 0 = torch's default")
     review_prefix: str | None = Field(None, description='prepended to reviews; unset: from the model ("passage: " for e5)')
     query_prefix: str | None = Field(None, description='prepended to search queries; unset: from the model ("query: " for e5)')
 
     # Micro-batching
-    batch_size: int = Field(256, ge=1, description="max events per micro-batch")
-    batch_wait: float = Field(0.2, gt=0, description="max seconds a micro-batch waits to fill")
+    batch_size: int = Field(256, ge=1, description="max events per micro-batch; a batch takes what queued while the last ran")
     max_text_chars: int = Field(2000, ge=1, description="longer texts are cut to this for the encoder; the cut is recorded")
     reject_text_chars: int = Field(100_000, ge=1, description="longer texts are dead-lettered (records near the broker's 1 MB limit)")
     max_future_seconds: float = Field(300.0, ge=0, description="events whose time is further ahead of the wall clock are dead-lettered")

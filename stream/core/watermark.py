@@ -93,11 +93,13 @@ class Watermark:
             return []
         step = self.tick_every_ms
         last = self.value // step * step
-        if self.last_tick is not None:
-            start = (self.last_tick // step + 1) * step
-        else:  # the first: the oldest boundary whose check includes an event (b + lateness >= the oldest event)
-            start = -((self.lateness_ms - (self.first_ms or self.value)) // step) * step
-        start = max(start, last - (MAX_TICKS - 1) * step)
+        if self.last_tick is None:
+            # The schedule starts at the oldest boundary whose check includes an event (b + lateness >= the
+            # oldest event), fixed once the watermark has moved: the boundary before it then counts as ticked,
+            # so the Outbox lets updates within the first check's reach go at once instead of holding each
+            # one for its max wait until event time passes the first boundary (up to a day when live).
+            self.last_tick = -((self.lateness_ms - (self.first_ms or self.value)) // step) * step - step
+        start = max((self.last_tick // step + 1) * step, last - (MAX_TICKS - 1) * step)
         if start > last:
             return []
         self.last_tick = last

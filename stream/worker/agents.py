@@ -2,7 +2,8 @@
 
 Commit order (at-least-once, made exact by idempotence):
 
-Stage 1 ``encode`` (micro-batches of the input topics, manual acks):
+Stage 1 ``encode`` (continuous micro-batches of the input topics, manual acks; see
+:mod:`stream.worker.stage1`):
   1. decode/validate, clean, encode, assign and learn in a worker thread;
   2. publish dead letters, per-user updates and event-time ticks, and wait until the
      broker has them;
@@ -117,6 +118,7 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
         learning=learning,
         follower=follower,
         settings=settings,
+        max_batch=settings.batch_size,
     )
     stage.restore()
     stage.recall_dead_letters(settings)
@@ -141,12 +143,11 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
 
     @app.agent(sources, name="encode")
     async def encode(stream: faust.StreamT) -> None:
-        async for events in stream.noack_take(settings.batch_size, within=settings.batch_wait):
-            await stage.handle(stream, events)
+        await stage.consume(stream)
 
     @app.timer(interval=1.0)
     async def let_time_pass() -> None:
-        await stage.on_timer()
+        stage.tick()
         await owner.on_timer()
 
     @app.agent(learning, name="model-owner")

@@ -116,7 +116,7 @@ class EncodeStats:
 
 
 class TransformerEncoder:
-    """Mean- or CLS-pooled embeddings, batched by token length under a token budget."""
+    """Mean- or CLS-pooled embeddings, batched by token length under a token budget and a padding cap."""
 
     def __init__(
         self,
@@ -127,6 +127,7 @@ class TransformerEncoder:
         pooling: str = "mean",
         max_tokens: int = 256,
         batch_tokens: int = 4096,
+        batch_padding: float = 1.0,
         torch_threads: int = 0,
     ) -> None:
         import torch
@@ -140,6 +141,7 @@ class TransformerEncoder:
         self.pooling = pooling
         self.max_tokens = max_tokens
         self.batch_tokens = batch_tokens
+        self.batch_padding = batch_padding
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         self.model = AutoModel.from_pretrained(
             path, local_files_only=True, dtype=self.dtype, attn_implementation="sdpa"
@@ -165,7 +167,7 @@ class TransformerEncoder:
         import torch
 
         lengths = [len(x) for x in ids]
-        batches = plan(lengths) if plan else token_budget_batches(lengths, self.batch_tokens)
+        batches = plan(lengths) if plan else token_budget_batches(lengths, self.batch_tokens, self.batch_padding)
         out = np.empty((len(ids), self.dim), dtype=np.float32)
         pad_id = self.tokenizer.pad_token_id or 0
         stats = EncodeStats(texts=len(ids), tokens=sum(lengths), batches=len(batches))
@@ -205,5 +207,6 @@ def load_encoder(settings: Settings) -> TransformerEncoder:
         pooling=settings.pooling,
         max_tokens=settings.max_tokens,
         batch_tokens=settings.batch_tokens,
+        batch_padding=settings.batch_padding,
         torch_threads=settings.torch_threads,
     )

@@ -3,6 +3,11 @@
 :class:`EncodeStage` runs :class:`~stream.worker.pipeline.BatchProcessor` in a worker thread,
 publishes its results, holds acks for records waiting for the warm start, and acks only
 what the last clustering checkpoint covers (see :mod:`stream.worker.agents` for the order).
+
+Batching is continuous (as in text-embeddings-inference): the agent only queues events, and
+one batching task takes everything queued the moment the previous batch is done. A quiet
+stream therefore never waits for a window to fill, and batches grow only while the encoder
+is busy (up to ``max_batch`` events; the encoder cuts them into token-budget batches).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -58,6 +63,7 @@ class EncodeStage:
         learning: faust.TopicT,
         follower: ModelFollower,
         settings: Settings,
+        max_batch: int = 256,
     ) -> None:
         self.processor = processor
         self.learning = learning
@@ -81,6 +87,12 @@ class EncodeStage:
         self.dirty = False
         self.last_checkpoint = time.monotonic()
         self.dead_sent: set[str] = set()
+        self.max_batch = max_batch
+        self.queued: deque[tuple[faust.StreamT, faust.EventT, float]] = deque()  # with the wall time it arrived
+        self.wakeup = asyncio.Event()  # set when something is queued or the timer wants time to pass
+        self.space = asyncio.Event()  # set when the queue has room again
+        self.failed: BaseException | None = None  # the batching task's error, re-raised in the agent
+        self.processed_at: dict[tuple[str, int], float] = {}  # records processed, not yet published -> when
 
     def restore(self) -> None:
         """Continue this worker's event time, erasures and sent positions, and wait for the model topic.
@@ -113,30 +125,74 @@ class EncodeStage:
         if view is not None and self.processor.use_model(view):
             self.metrics.set_model(self.processor.encoder.version, view.version, view.number)
 
-    async def handle(self, stream: faust.StreamT, events: list[faust.EventT]) -> None:
-        now = time.time()
-        self.metrics.record_stage("queue_wait", [now - (e.message.timestamp or now) for e in events])
-        async with self.lock:
-            owned = self.highwaters()
-            records = [
-                Record(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
-                for e in events
-            ]
-            self.held.extend((stream, e) for e in events)
-            await self._run(records, force_fit=False, highwaters=owned)
-
     async def settle(self) -> None:
         """Wait for the batch in flight (called when partitions are revoked): its learning and updates
         reach the broker before another worker starts on those partitions."""
         async with self.lock:
             pass
 
-    async def on_timer(self) -> None:
-        """Let time pass without records: idle partitions release the watermark, and a warm-up
-        that waited ``warmup_max_wait`` fits with what is buffered."""
+    async def consume(self, stream: faust.StreamT) -> None:
+        """The encode agent's body: queue every event (acks stay manual) for the batching task it runs.
+
+        Waits while ``max_batch`` events are queued, so a backlog stays in Faust's buffers and,
+        beyond them, on the broker. An error of the batching task is raised here, in the agent.
+        """
+        acks = stream.noack()
+        batching = asyncio.ensure_future(self._batch_forever())
+        try:
+            async for event in acks.events():
+                await self._offer(acks, event)
+        finally:
+            batching.cancel()
+
+    async def _offer(self, stream: faust.StreamT, event: faust.EventT) -> None:
+        while len(self.queued) >= self.max_batch and self.failed is None:
+            self.space.clear()
+            await self.space.wait()
+        if self.failed is not None:
+            raise self.failed
+        self.queued.append((stream, event, time.time()))
+        self.wakeup.set()
+
+    def tick(self) -> None:
+        """Called by the 1 s timer: let time pass in the batching task, even when no record comes.
+
+        Idle partitions then release the watermark, and a warm-up that waited ``warmup_max_wait``
+        fits with what is buffered. A busy task does both in every batch, so the tick costs nothing there.
+        """
+        self.wakeup.set()
+
+    async def _batch_forever(self) -> None:
+        try:
+            while True:
+                await self.wakeup.wait()
+                self.wakeup.clear()
+                taken = [self.queued.popleft() for _ in range(min(len(self.queued), self.max_batch))]
+                self.space.set()
+                await self._batch(taken)
+                if self.queued:
+                    self.wakeup.set()
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                log.exception("stage-1 batching failed; the encode agent stops with it")
+            self.failed = exc
+            self.space.set()
+            raise
+
+    async def _batch(self, taken: list[tuple[faust.StreamT, faust.EventT, float]]) -> None:
+        """One micro-batch (empty: only let time pass); the lock keeps ``forget_terms`` out meanwhile."""
+        events = [e for _, e, _ in taken]
+        records = [
+            Record(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
+            for e in events
+        ]
+        now = time.time()
+        self.metrics.record_stage("fetch", [arrived - (e.message.timestamp or arrived) for _, e, arrived in taken])
+        self.metrics.record_stage("queue_wait", [now - arrived for _, _, arrived in taken])
         force_fit = self.held_since is not None and time.monotonic() - self.held_since >= self.warmup_max_wait
         async with self.lock:
-            await self._run([], force_fit=force_fit, highwaters=self.highwaters())
+            self.held.extend((stream, e) for stream, e, _ in taken)
+            await self._run(records, force_fit=force_fit, highwaters=self.highwaters())
 
     async def _run(
         self, records: list[Record], *, force_fit: bool, highwaters: dict[str, int | None] | None = None
@@ -145,6 +201,11 @@ class EncodeStage:
         encoded = getattr(self.processor.encoder, "last_stats", None)
         result: BatchResult = await loop.run_in_executor(self.executor, lambda: self._process(records, force_fit, highwaters))
         self._observe(records, result, highwaters or {}, encoded)
+        done = time.monotonic()
+        self.metrics.record_stage(
+            "outbox_wait", [done - self.processed_at.get((u["source"], u["offset"]), done) for u in result.updates]
+        )
+        self.processed_at = {p: self.processed_at.get(p, done) for p in result.held_positions}
         sending = time.perf_counter()
         self.dirty |= bool(records or result.updates or result.ticks)
         now_ms = _now_ms()
