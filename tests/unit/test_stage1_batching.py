@@ -7,6 +7,7 @@ Faust stream, topics and events are minimal fakes of what :class:`EncodeStage` t
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from stream.config import Settings
 from stream.worker.metrics import Metrics
 from stream.worker.pipeline import BatchResult, Record
 from stream.worker.stage1 import EncodeStage
@@ -78,16 +80,15 @@ class FakeProcessor:
     go: threading.Event = field(default_factory=threading.Event)
     fail: bool = False
     encoder: Any = field(default_factory=lambda: SimpleNamespace(version="fake"))
-    clusterer: Any = field(default_factory=lambda: SimpleNamespace(
-        version="v", updates=0, snapshot=lambda **state: b"checkpoint"))
     clock: Any = field(default_factory=lambda: SimpleNamespace(partition_next={}))
+    learner: Any = field(default_factory=lambda: SimpleNamespace(confirm=lambda covers: None))
     watermark: int = 0
 
     def __post_init__(self) -> None:
         self.go.set()
 
     def state(self) -> dict[str, Any]:
-        return {}
+        return {"checkpoint": len(self.batches)}
 
     def process(self, records: list[Record], *, force_fit: bool, highwaters: Any) -> BatchResult:
         assert self.go.wait(10), "the test never released the processor"
@@ -112,6 +113,9 @@ def make_stage(processor: FakeProcessor, tmp_path: Path, *, max_batch: int = 256
         warmup_max_wait=30.0,
         checkpoint_interval=checkpoint_interval,
         metrics=Metrics(),
+        learning=FakeTopic("learning"),  # type: ignore[arg-type]
+        follower=SimpleNamespace(latest=None, position=-1),  # type: ignore[arg-type]
+        settings=Settings(),
         max_batch=max_batch,
     )
     return stage, updates
@@ -204,7 +208,7 @@ def test_nothing_is_acked_before_the_checkpoint_and_a_tick_alone_lets_time_pass(
 
     run(scenario)
     assert processor.batches[-1] == []
-    assert (tmp_path / "clustering.ckpt").read_bytes() == b"checkpoint"
+    assert json.loads((tmp_path / "clustering.ckpt").read_bytes()) == {"checkpoint": len(processor.batches)}
     assert sorted(stream.acked) == [0, 1, 2, 3]
 
 
