@@ -48,7 +48,6 @@ def settings_factory(tmp_path: Path, tiny_model: Path):  # noqa: ANN201
             "warmup": 40,
             "warmup_max_wait": 3.0,
             "batch_size": 64,
-            "batch_wait": 0.2,
             "web_port": free_port(),
             "session_timeout": 8.0,
             "idle_partition_seconds": 3.0,

@@ -186,7 +186,7 @@ def test_settings_survive_the_trip_through_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     original = Settings(
-        windows_days=(7, 30), partitions=6, api_token="t", batch_wait=0.5
+        windows_days=(7, 30), partitions=6, api_token="t"
     )
     for name, value in original.to_env().items():
         monkeypatch.setenv(name, value)
