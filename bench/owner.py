@@ -8,6 +8,8 @@ per second the whole application can learn from. This measures, in one run on th
   input partitions it owns: one part each);
 * the cost of one published version (describe, snapshot, compress) and its size;
 
+(CPU time of this process, so that other load on the machine does not inflate it)
+
 and derives a scaling table: for W GPU workers encoding ``--gpu-texts-per-second`` each, over P
 input partitions, the owner's messages per second and the share of its core they need.
 Embeddings are random unit vectors of the encoder's dimension (the cost does not depend on
@@ -54,23 +56,22 @@ def message_cost(owner: ModelOwner, learner: Learner, rng: np.random.Generator, 
                  repeats: int) -> float:
     """Seconds of owner CPU per learning message of ``texts`` texts in ``parts`` partitions (decode included)."""
     dim = owner.clusterer.centers.shape[1]
-    offset = 10_000_000
     records = []
     for _ in range(repeats):
+        offset = max(owner.merged.values(), default=10_000_000) + 1 + len(records) * texts
         step = learner.step(_samples(rng, texts, dim, parts, offset, 20_000))
-        offset += texts
         records += [orjson.dumps(m) for m in step.messages]
-    began = time.perf_counter()
+    began = time.process_time()
     for i, record in enumerate(records):
         owner.receive(orjson.loads(record), position=owner.position + 1 + i)
-    return (time.perf_counter() - began) / len(records)
+    return (time.process_time() - began) / len(records)
 
 
 def version_cost(owner: ModelOwner, repeats: int = 5) -> tuple[float, int]:
-    began = time.perf_counter()
+    began = time.process_time()
     for _ in range(repeats):
         data = encode_snapshot(owner.snapshot(owner.publish()))
-    return (time.perf_counter() - began) / repeats, len(data)
+    return (time.process_time() - began) / repeats, len(data)
 
 
 def scaling_table(costs: dict[tuple[int, int], float], publish_s: float, publish_per_s: float,

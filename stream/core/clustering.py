@@ -75,8 +75,10 @@ class OnlineClusterer:
             random_state=self.seed,
             reassignment_ratio=self.reassignment_ratio,
             batch_size=max(len(x), 256),
+            compute_labels=False,  # labels come from assign(); computing them again doubles each step's cost
         )
         self.model.partial_fit(x)
+        self.model._n_threads = 1  # one small step per call: OpenMP threads cost more than they save (ms per call)
         self.updates = 1
         self.seen = len(x)
 
@@ -162,7 +164,7 @@ class OnlineClusterer:
             counts = decode_array(state["counts"], np.float32)
             if counts.shape != (c.k,):
                 raise SnapshotMismatch(f"{counts.shape[0]} counts for k={c.k}")
-            m = MiniBatchKMeans(n_clusters=c.k, init=centers, n_init=1, random_state=c.seed,
+            m = MiniBatchKMeans(n_clusters=c.k, init=centers, n_init=1, random_state=c.seed, compute_labels=False,
                                 reassignment_ratio=c.reassignment_ratio, batch_size=int(state["batch_size"]))
             kind, keys, pos, has_gauss, gauss = state["random_state"]
             rng = np.random.RandomState()

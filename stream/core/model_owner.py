@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 SNAPSHOT_FORMAT = 1
 MAX_TERMS_PER_CLUSTER = 500
+TOPICS_EVERY_VERSIONS = 20  # the coarse topics are regrouped on version 1, 21, 41, ... (every ~10 s at 0.5 s)
 SHOWN_KEYWORDS = 10  # per cluster and per topic in a view (profiles show 5, /clusters 10)
 EXAMPLES_PER_CLUSTER = 3
 SNIPPET_MAX_DIGITS = 3  # a snippet with this many digit characters (any script, anywhere) is not shown
@@ -90,6 +91,8 @@ class ModelOwner:
         self.changed = False
         self.held: dict[tuple[str, int], _Held] = {}
         self.held_since: float | None = None
+        self._topics: tuple[dict[int, int], dict[int, list[tuple[str, float]]]] | None = None  # coarse grouping,
+        # recomputed every TOPICS_EVERY_VERSIONS versions (it is most of a version's cost, and moves slowly)
         self.counts = {"merged": 0, "duplicate": 0, "overlap": 0, "foreign": 0, "invalid": 0, "forget": 0}
 
     # ------------------------------------------------------------------ input
@@ -108,8 +111,7 @@ class ModelOwner:
             elif kind == WARMUP:
                 self._warmup(message["parts"], now)
             elif kind == LEARN:
-                for part in message["parts"]:
-                    self._learn(part)
+                self._learn(message["parts"])
             else:
                 self.counts["invalid"] += 1
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -141,9 +143,11 @@ class ModelOwner:
         if not self.clusterer.fitted:
             raise RuntimeError("no model before the warm start")
         keywords = self.terms.top_keywords(SHOWN_KEYWORDS, min_users=MIN_KEYWORD_USERS, exclude=GENERIC_TERMS)
-        topic_of = group_clusters(self.clusterer.centers, self.topics, self.clusterer.sizes())
-        topic_words = topic_terms(self.terms, topic_of).top_keywords(SHOWN_KEYWORDS, min_users=MIN_KEYWORD_USERS,
-                                                                      exclude=GENERIC_TERMS)
+        if self._topics is None or self.number % TOPICS_EVERY_VERSIONS == 1:
+            topic_of = group_clusters(self.clusterer.centers, self.topics, self.clusterer.sizes())
+            self._topics = (topic_of, topic_terms(self.terms, topic_of).top_keywords(
+                SHOWN_KEYWORDS, min_users=MIN_KEYWORD_USERS, exclude=GENERIC_TERMS))
+        topic_of, topic_words = self._topics
         return ModelView(
             encoder_version=self.encoder_version, lineage=self.clusterer.lineage, number=self.number,
             centers=np.array(self.clusterer.centers, dtype=np.float32), sizes=self.clusterer.sizes().copy(),
@@ -232,25 +236,30 @@ class ModelOwner:
             self._merge_batch(x, labels, [(int(c), h.tokens, h.tag) for h, c in zip(late, labels)],
                               [(int(c), float(m), h.text, h.tag, h.tokens) for h, c, m in zip(late, labels, sims)])
 
-    def _learn(self, part: Mapping[str, Any]) -> None:
+    def _learn(self, parts: Sequence[Mapping[str, Any]]) -> None:
+        """The new parts of one message merged as one batch (one ``partial_fit``, one decay), as the worker learned it."""
         if not self.clusterer.fitted:
             raise ValueError("learning statistics before the first fit")
         k, dim = self.clusterer.centers.shape
-        clusters = [int(c) for c in part["clusters"]]
-        counts = [float(n) for n in part["counts"]]
-        sums = decode_array(part["sums"], np.float32).reshape(len(clusters), dim)
-        if len(counts) != len(clusters) or any(not 0 <= c < k for c in clusters) or any(n <= 0 for n in counts):
-            raise ValueError("learning part with inconsistent clusters and counts")
-        if not self._new_part(part):
-            return
-        self.counts["merged"] += 1
         full_sums, full_counts = np.zeros((k, dim)), np.zeros(k)
-        for c, n, row in zip(clusters, counts, sums):
-            full_sums[c] += row
-            full_counts[c] += n
-        texts = [(int(c), [str(t) for t in toks], tag) for c, toks, tag in part["texts"]]
-        examples = [(int(c), float(m), str(t), g, [str(w) for w in toks]) for c, m, t, g, toks in part["examples"]]
-        self._merge_summary(full_sums, full_counts, texts, examples)
+        texts: list[tuple[int, list[str], str | None]] = []
+        examples: list[tuple[int, float, str, str | None, list[str]]] = []
+        for part in parts:
+            clusters = [int(c) for c in part["clusters"]]
+            counts = [float(n) for n in part["counts"]]
+            sums = decode_array(part["sums"], np.float32).reshape(len(clusters), dim)
+            if len(counts) != len(clusters) or any(not 0 <= c < k for c in clusters) or any(n <= 0 for n in counts):
+                raise ValueError("learning part with inconsistent clusters and counts")
+            if not self._new_part(part):
+                continue
+            self.counts["merged"] += 1
+            for c, n, row in zip(clusters, counts, sums):
+                full_sums[c] += row
+                full_counts[c] += n
+            texts += [(int(c), [str(t) for t in toks], tag) for c, toks, tag in part["texts"]]
+            examples += [(int(c), float(m), str(t), g, [str(w) for w in toks]) for c, m, t, g, toks in part["examples"]]
+        if full_counts.any():
+            self._merge_summary(full_sums, full_counts, texts, examples)
 
     def _merge_batch(self, x: np.ndarray, labels: np.ndarray, texts: list, examples: list) -> None:
         k, dim = self.clusterer.centers.shape
@@ -270,7 +279,9 @@ class ModelOwner:
     def _add_terms(self, texts: Sequence[tuple[int, list[str], str | None]]) -> None:
         for cluster, tokens, tag in texts:
             self.terms.add(cluster, tokens, tag=tag)
-        self.terms.prune(self.max_terms_per_cluster)
+        # Pruning sorts a cluster's vocabulary: done once a cluster holds twice the bound, it costs little per text.
+        if any(len(words) > 2 * self.max_terms_per_cluster for words in self.terms.counts.values()):
+            self.terms.prune(self.max_terms_per_cluster)
 
     def _keep_examples(self, candidates: Sequence[tuple[int, float, str, str | None, list[str]]]) -> None:
         """Per cluster the ``EXAMPLES_PER_CLUSTER`` distinct snippets closest to the centre when learned."""
