@@ -98,7 +98,7 @@ class Metrics:
             registry=r,
         )
         self.clustering_updates = Gauge(
-            "stream_clustering_updates", "Updates of the online clustering model (warm start = 1).", registry=r
+            "stream_clustering_updates", "Number of the application's model version this worker assigns with (first fit = 1).", registry=r
         )
         for stage in STAGES:
             self.stage_seconds.labels(stage)
