@@ -25,7 +25,6 @@ Stage 2 ``apply`` (``profile-updates``, keyed by user id, co-partitioned with th
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -155,31 +154,20 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
         async for events in stream.noack_take(1000, within=settings.model_publish_interval):
             await owner.handle(stream, events)
 
-    @app.on_partitions_revoked.connect
-    async def on_revoked(_app: faust.App, revoked: set[faust.types.TP], **_: Any) -> None:
-        """Finish what is in flight before another worker takes over (Faust does not wait: stream_wait_empty off)."""
-        await stage.settle()
-        await owner.settle()
-        async with applying:  # a profile published after the new holder's would overwrite it with an older one
-            pass
-
     @app.on_partitions_assigned.connect
     async def on_assigned(_app: faust.App, assigned: set[faust.types.TP], **_: Any) -> None:
         """Partitions moved: stage 1 re-reads which texts others already sent, the owner reloads the model."""
         stage.reassigned = True
         owner.reload = True
 
-    applying = asyncio.Lock()  # held while one update is applied and published (see on_revoked)
-
     @app.agent(updates, name="apply")
     async def apply(stream: faust.StreamT) -> None:
         async for event in stream.events():
             picked = time.time()
             started = time.perf_counter()
-            async with applying:
-                out = profiles.handle(event.value, event.message.partition)
-                applied = time.perf_counter()
-                await publish(out)
+            out = profiles.handle(event.value, event.message.partition)
+            applied = time.perf_counter()
+            await publish(out)
             if event.value.get("kind") != Kind.TICK:  # a tick is not an event: it re-assesses a whole partition
                 metrics.record_stage("stage2_pickup", picked - (event.message.timestamp or picked))
                 metrics.record_stage("table_write", applied - started)

@@ -68,11 +68,6 @@ class OwnerStage:
             if self.owner.fit_if_due(time.monotonic()):
                 await self._publish_then_ack()
 
-    async def settle(self) -> None:
-        """Wait for a merge and publish in flight (partitions are being revoked): the next owner loads it."""
-        async with self.lock:
-            pass
-
     def state(self) -> dict[str, Any]:
         """For /health: what this worker merged as owner (empty when it is not the owner)."""
         if self.owner is None:

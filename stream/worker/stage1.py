@@ -125,12 +125,6 @@ class EncodeStage:
         if view is not None and self.processor.use_model(view):
             self.metrics.set_model(self.processor.encoder.version, view.version, view.number)
 
-    async def settle(self) -> None:
-        """Wait for the batch in flight (called when partitions are revoked): its learning and updates
-        reach the broker before another worker starts on those partitions."""
-        async with self.lock:
-            pass
-
     async def consume(self, stream: faust.StreamT) -> None:
         """The encode agent's body: queue every event (acks stay manual) for the batching task it runs.
 
