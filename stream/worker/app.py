@@ -49,9 +49,6 @@ def create_app(settings: Settings, encoder: Encoder | None = None) -> faust.App:
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 4),
         consumer_auto_offset_reset="earliest",
-        # Records held unacked (texts waiting for the first model version, the owner's warm-up buffer)
-        # would stall every rebalance in Faust's wait for acks; redelivery is idempotent instead.
-        stream_wait_empty=False,
         table_standby_replicas=settings.standby_replicas,
         producer_acks=-1,
         web_enabled=True,
