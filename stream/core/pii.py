@@ -148,6 +148,8 @@ _ID17 = re.compile(rf"[1-9][0-9]{{5}}(?:18|19|20)[0-9]{{2}}{_MONTH_DAY}[0-9]{{3}
 _ID18 = re.compile(rf"{_ID17.pattern}[0-9]")
 _ID15 = re.compile(rf"[1-9][0-9]{{7}}{_MONTH_DAY}[0-9]{{3}}")
 _MOBILE = re.compile(r"(?:0086|86|0)?1[3-9][0-9]{9}")
+_HK_MO = re.compile(r"(?:00)?85[23][4-9][0-9]{7}")
+_TW = re.compile(r"(?:886|0)9[0-9]{8}")
 # Area code, then a local number; only Beijing (10) and the 2x cities get locals starting with 1 (010 12345678).
 _LANDLINE = re.compile(
     r"((?:0086|86)0?|0)(?:(10|2[0-9])[1-9]|([3-9][0-9]{2})[2-9])[0-9]{6,7}"
@@ -248,8 +250,12 @@ _IPV6 = re.compile(
     re.IGNORECASE,
 )
 _VERSION_BEFORE = re.compile(
-    r"(?:v|ver|version|版本号?|固件|系统|build)[\s:：.]*$", re.IGNORECASE
+    r"(?:(?<![a-z])(?:v|ver|version|build)|版本号?|固件|系统|(?:升级|更新|升)到)[\s:：.]*$", re.IGNORECASE
 )
+# A price, an amount or a duration (售价 128.88.66.99, 123.45.67.89 元, 100.100.100.100 ms, 12.12.12.12 促销),
+# or a program's version (Python 3.11.4.1: a Latin word just before).
+_NOT_HOST_AFTER = re.compile(r"\s?(?:元|块|毛|折|促销|活动|大促|ms|毫秒|秒|%|bug)", re.IGNORECASE)
+_NOT_HOST_BEFORE = re.compile(r"(?:售价|价格|价|¥|￥|\$|[a-z]{2,}\s)\s?$", re.IGNORECASE)
 _PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
 _PLATE_CHAR = "[a-hj-np-z0-9]"
 _PLATE = re.compile(
@@ -261,7 +267,7 @@ _PLATE = re.compile(
 )
 # A product code written like a plate or passport number: 型号 E12345678, 苏A12345型号.
 _PRODUCT_BEFORE = re.compile(r"(?:型号|货号|编号|款号|料号|model|sku|part)[\s:：#no.]*$", re.IGNORECASE)
-_PRODUCT_AFTER = re.compile(r"\s?(?:型|款|系列|版|级)")
+_PRODUCT_AFTER = re.compile(r"\s?(?:型|款|系列|版|级|号?订单|次)")
 _NEW_ENERGY = re.compile(r"[dfDF][a-hj-np-zA-HJ-NP-Z0-9][0-9]{4}|[0-9]{5}[dfDF]")
 
 _NUM = rf"[0-9十百千拾佰仟廿卅零两{_CN}]+"
@@ -455,6 +461,12 @@ def _classify(
         return "bank_card", False
     if _MOBILE.fullmatch(digits):
         return "phone", False
+    # Hong Kong and Macau (+852 9123 4567: the country code a group of its own), Taiwan (0912-345-678, +886 912…).
+    if (
+        (_HK_MO.fullmatch(digits) and (digits.startswith("00") or 3 in bounds))
+        or (_TW.fullmatch(digits) and (digits[0] == "0" or 3 in bounds) and bounds <= {3, 4, 6, 7, 9, 10})
+    ):
+        return "phone", False
     landline = _LANDLINE.fullmatch(digits)
     if landline:
         area_end = landline.end(1) + len(landline[2] or landline[3])
@@ -631,6 +643,8 @@ def _ipv4(m: re.Match[str]) -> bool:
         return False
     if _IP_CONTEXT.search(text, max(0, start - 16), start) or re.match(r"[:/][0-9]", text[end : end + 2]):
         return True
+    if _NOT_HOST_AFTER.match(text, end) or _NOT_HOST_BEFORE.search(text, max(0, start - 8), start):
+        return False
     private = first == 10 or (first, second >> 4) == (172, 1) or (first, second) == (192, 168)
     return (
         first <= 223
@@ -677,7 +691,7 @@ def _plate(m: re.Match[str]) -> bool:
 
 
 _NOT_ALNUM = re.compile(r"[\W_]")
-_IDENTIFIER = 64  # strict mode reads a value this short as one identifier: all its digits, as one number
+_IDENTIFIER = 128  # the longest id the schemas accept; strict mode reads a value this short as one identifier: all its digits, as one number
 
 
 def _strict(sh: Shadow, claims: _Claims) -> None:
@@ -752,7 +766,7 @@ def find(text: str, *, strict: bool = False) -> Iterator[tuple[int, int, str]]:
     """Spans of personal data in ``text`` (original indices, sorted, not overlapping) and their kinds.
 
     ``strict`` is for identifiers, attribute values and dead letters rather than prose: digit groups
-    separated by any punctuation form one number, and a value of at most 64 characters is also read
+    separated by any punctuation form one number, and a value of at most 128 characters is also read
     as the one number all its digits make.
     """
     if unicodedata.is_normalized("NFKC", text) and not _GATE.search(text):

@@ -468,3 +468,20 @@ def test_dimensions_and_transit_directions_are_kept(raw: str) -> None:
 )
 def test_typo_e_mails_and_spaced_or_traditional_addresses(raw: str, expected: str) -> None:
     assert mask(raw)[0] == expected
+
+
+@pytest.mark.parametrize(
+    "raw", ["香港 +852 9123 4567", "澳门 +853 6612 3456", "電話：0912-345-678", "台湾 +886 912 345 678", "server 47.96.12.34"]
+)
+def test_hong_kong_macau_taiwan_mobiles_and_a_server_address_are_masked(raw: str) -> None:
+    masked, kinds = mask(raw)
+    assert kinds and len(digits_of(masked)) < 4, masked
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["Python 3.11.4.1 bug", "升级到 16.0.1.2 后", "12.12.12.12 促销", "售价 128.88.66.99", "123.45.67.89 元",
+     "100.100.100.100 ms", "E12345678号订单", "订单 85291234567"],
+)
+def test_versions_prices_and_orders_shaped_like_addresses_or_passports_are_kept(raw: str) -> None:
+    assert mask(raw) == (raw, ())
