@@ -87,6 +87,16 @@ def _ranges(codepoints: list[int]) -> str:
 
 
 _DIGITS = _digit_table()
+# Unicode's Default_Ignorable_Code_Point: rendered as nothing, whatever their category (the Hangul
+# fillers U+3164, U+1160, U+115F, U+FFA0 are letters), so they hide nothing between digits.
+DEFAULT_IGNORABLE: frozenset[int] = frozenset(
+    (
+        0xAD, 0x34F, 0x61C, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x3164, 0xFEFF, 0xFFA0,
+        *range(0x180B, 0x1810), *range(0x200B, 0x2010), *range(0x202A, 0x202F),
+        *range(0x2060, 0x2070), *range(0xFE00, 0xFE10), *range(0xFFF0, 0xFFF9),
+        *range(0x1BCA0, 0x1BCA4), *range(0x1D173, 0x1D17B), *range(0xE0000, 0xE1000),
+    )
+)
 _DIGIT_MAP = str.maketrans(_DIGITS)
 _INVISIBLE_CPS = sorted(
     cp
@@ -95,26 +105,27 @@ _INVISIBLE_CPS = sorted(
         unicodedata.category(chr(cp)) in ("Cf", "Cs", "Mn", "Me")  # marks: a tilde on a digit hides nothing
         or (unicodedata.category(chr(cp)) == "Cc" and not chr(cp).isspace())
     )
-    or 0xFE00 <= cp <= 0xFE0F
-    or cp in (0x34F, 0x20E3, 0x180B, 0x180C, 0x180D)
-    or 0xE0100 <= cp <= 0xE01EF
+    or cp == 0x20E3
+    or cp in DEFAULT_IGNORABLE
 )
 _INVISIBLE = re.compile(f"[{_ranges(_INVISIBLE_CPS)}]")
 _INVISIBLE_SET = frozenset(_INVISIBLE_CPS)
-# Separators that may sit between the digits of one number: spaces, dots, every dash, underscores,
-# brackets, plus signs, bullets, % & 点, symbols and emoji, in runs of any length. Not , / : which
-# separate distinct numbers in prose (ids and dead letters read those too: see ``strict``).
+# Separators that may sit between the digits of one number: spaces, every punctuation mark, math and
+# currency sign, symbol and emoji, and what Chinese typists use as dashes and bars (丨 丶 ㄧ ー 丿 ˉ 点),
+# in runs of any length. Not , : which separate distinct numbers and times in prose (ids and dead
+# letters read those too: see ``strict``), nor @ (an e-mail).
 _SEP_CPS = sorted(
     (
-        {ord(c) for c in " \t\n\r\f\v.-_·•・()[]{}<>【】〔〕「」《》+~|=*#'\"‘’“”。−、;%&点\u2028\u2029"}
+        {ord(c) for c in " \t\n\r\f\v.-_()[]{}<>+~|=*#'\"!?$^`\\/;%&丨丶ㄧー丿乀ˉ点\u2028\u2029"}
         | {
             cp
             for cp in range(0x80, 0x20000)
-            if unicodedata.category(chr(cp)) in ("Pd", "Zs", "So", "Sk")
+            if unicodedata.category(chr(cp)) in ("Pd", "Zs", "So", "Sk", "Sm", "Sc", "Po", "Ps", "Pe", "Pi", "Pf")
             and unicodedata.normalize("NFKC", chr(cp)) == chr(cp)
         }
     )
     - set(_DIGITS)
+    - {ord(c) for c in "@﹫"}
 )
 _SEP = _ranges(_SEP_CPS)
 _CN = "".join(_CN_DIGITS)
@@ -132,11 +143,13 @@ _GROUP = re.compile(r"[0-9]+")
 _SEP_ONLY = re.compile(rf"[{_SEP}]{{0,2}}")
 
 _MONTH_DAY = r"(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])"
-_ID18 = re.compile(
-    rf"[1-9][0-9]{{5}}(?:18|19|20)[0-9]{{2}}{_MONTH_DAY}[0-9]{{3}}[0-9]?"
-)  # 17 digits + check (or X)
+# Region, birth date, sequence: 17 digits, the whole ID (the 18th is a checksum of these), then the check digit.
+_ID17 = re.compile(rf"[1-9][0-9]{{5}}(?:18|19|20)[0-9]{{2}}{_MONTH_DAY}[0-9]{{3}}")
+_ID18 = re.compile(rf"{_ID17.pattern}[0-9]")
 _ID15 = re.compile(rf"[1-9][0-9]{{7}}{_MONTH_DAY}[0-9]{{3}}")
 _MOBILE = re.compile(r"(?:0086|86|0)?1[3-9][0-9]{9}")
+_HK_MO = re.compile(r"(?:00)?85[23][4-9][0-9]{7}")
+_TW = re.compile(r"(?:886|0)9[0-9]{8}")
 # Area code, then a local number; only Beijing (10) and the 2x cities get locals starting with 1 (010 12345678).
 _LANDLINE = re.compile(
     r"((?:0086|86)0?|0)(?:(10|2[0-9])[1-9]|([3-9][0-9]{2})[2-9])[0-9]{6,7}"
@@ -148,9 +161,9 @@ _LONGEST = 22  # 0086 + area code + 8 digits, or a 19-digit card with slack
 _LOCAL_LETTER = "a-z0-9\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff"
 _LOCAL_ASCII = rf"(?<![{_LOCAL_LETTER}._%+\-])[{_LOCAL_LETTER}][{_LOCAL_LETTER}._%+\-]*"
 _LOCAL_OTHER = r"[^\W_a-z0-9]{1,4}"  # IDN local part (a Chinese name); short so the sentence before it survives
-_AT = r"(?:\s*[@﹫]\s*|\s*[(\[{<【（]\s*(?:at|@|艾特)\s*[)\]}>】）]\s*|\s*(?:艾特|圈a)\s*)"
+_AT = r"(?:\s*[@﹫]{1,3}\s*|\s*[(\[{<【（]\s*(?:at|@|艾特)\s*[)\]}>】）]\s*|\s*(?:艾特|圈a)\s*)"
 _DOT = (
-    r"(?:\s*[.。]\s*|\s*[(\[{<【（]\s*(?:dot|点)\s*[)\]}>】）]\s*|\s+dot\s+|\s*点\s*)"
+    r"(?:\s*[.。]{1,3}\s*|\s*[(\[{<【（]\s*(?:dot|点)\s*[)\]}>】）]\s*|\s+dot\s+|\s*点\s*)"
 )
 # Labels may be IDN (Latin, Cyrillic, Greek, kana, hangul, CJK without 点, which spells a dot).
 _LABEL = "[a-z0-9\\-\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u70b8\u70ba-\u9fff\uac00-\ud7af]{1,63}+"  # possessive: a dot never starts with a label character
@@ -179,7 +192,7 @@ _EMAIL_MOUSE = re.compile(
 )
 # A mail provider without its top-level domain (zhangsan@gmail).
 _EMAIL_BARE = re.compile(
-    rf"{_LOCAL_ASCII}\s*[@﹫]\s*(?:qq|163|126|139|sina|sohu|aliyun|foxmail|gmail|googlemail|hotmail|outlook|yahoo|icloud)(?![a-z0-9.\-])",
+    rf"{_LOCAL_ASCII}\s*[@﹫]{{1,3}}\s*(?:qq|163|126|139|sina|sohu|aliyun|foxmail|gmail|googlemail|hotmail|outlook|yahoo|icloud)(?![a-z0-9.\-])",
     re.IGNORECASE,
 )
 _EMAIL_HINT = re.compile(r"[@﹫]|at|艾特|圈|小老鼠", re.IGNORECASE)
@@ -237,8 +250,12 @@ _IPV6 = re.compile(
     re.IGNORECASE,
 )
 _VERSION_BEFORE = re.compile(
-    r"(?:v|ver|version|版本号?|固件|系统|build)[\s:：.]*$", re.IGNORECASE
+    r"(?:(?<![a-z])(?:v|ver|version|build)|版本号?|固件|系统|(?:升级|更新|升)到)[\s:：.]*$", re.IGNORECASE
 )
+# A price, an amount or a duration (售价 128.88.66.99, 123.45.67.89 元, 100.100.100.100 ms, 12.12.12.12 促销),
+# or a program's version (Python 3.11.4.1: a Latin word just before).
+_NOT_HOST_AFTER = re.compile(r"\s?(?:元|块|毛|折|促销|活动|大促|ms|毫秒|秒|%|bug)", re.IGNORECASE)
+_NOT_HOST_BEFORE = re.compile(r"(?:售价|价格|价|¥|￥|\$|[a-z]{2,}\s)\s?$", re.IGNORECASE)
 _PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
 _PLATE_CHAR = "[a-hj-np-z0-9]"
 _PLATE = re.compile(
@@ -250,7 +267,7 @@ _PLATE = re.compile(
 )
 # A product code written like a plate or passport number: 型号 E12345678, 苏A12345型号.
 _PRODUCT_BEFORE = re.compile(r"(?:型号|货号|编号|款号|料号|model|sku|part)[\s:：#no.]*$", re.IGNORECASE)
-_PRODUCT_AFTER = re.compile(r"\s?(?:型|款|系列|版|级)")
+_PRODUCT_AFTER = re.compile(r"\s?(?:型|款|系列|版|级|号?订单|次)")
 _NEW_ENERGY = re.compile(r"[dfDF][a-hj-np-zA-HJ-NP-Z0-9][0-9]{4}|[0-9]{5}[dfDF]")
 
 _NUM = rf"[0-9十百千拾佰仟廿卅零两{_CN}]+"
@@ -258,22 +275,29 @@ _CJK = _CJK_RANGE
 _STREET = f"(?<=[{_CJK}])(?:路|街|巷子?|弄|胡同|(?<![知味难频通轨渠赛车])道)"
 _STREET_NAME = 8  # characters before 路/街… masked with the number: the street name
 _REGION_END = frozenset("省市区县镇乡")  # the street name stops there: 浦东新区 is no secret
-_UNIT = r"(?:号楼|号院|栋|幢|座|单元|门|室|楼|层|号|弄|支弄|户)"
-# A bare room number after a building, unit or entrance: …2单元1102, …1门302.
-_ROOM = r"(?:(?<=[元门楼栋幢座])\s?[0-9]{2,4}(?![0-9年月日元块]))?"
+# Traditional forms too: 號 樓 棟 單元 門.
+_UNIT = r"(?:[号號][楼樓]|[号號]院|[栋棟]|幢|座|[单單]元|[门門]|室|[楼樓]|层|[号號]|弄|支弄|户|巷)"
+# A bare room number after a building, unit or entrance: …2单元1102, …1门302, …二单元一一零二.
+_ROOM = rf"(?:(?<=[元门楼栋幢座門樓棟])\s?[0-9{_CN}]{{2,4}}(?![0-9{_CN}年月日元块]))?"
 _HOUSE = (
-    rf"\s?[甲乙丙丁]?{_NUM}(?:-{_NUM})?\s?(?:号|弄)(?!线|电池|球)"
-    rf"(?:[院楼]|\s?{_NUM}(?:-{_NUM})*{_UNIT})*{_ROOM}"
+    rf"(?:\s?{_NUM}段)?\s?[甲乙丙丁]?{_NUM}(?:-{_NUM})?\s?(?:[号號]|弄|巷)(?!线|电池|球)"
+    rf"(?:[院楼樓]|\s?{_NUM}(?:-{_NUM})*\s?{_UNIT})*{_ROOM}"
 )
-_BUILDING = rf"{_NUM}(?:号楼|栋|幢|座)\s?(?:{_NUM}(?:单元|门)\s?)?{_NUM}(?:室|号|房|户)?"
+# Building, unit, room (3栋2单元1201室, 5 栋 2 单元 301 室); the room has two characters at least, so
+# that 2号楼 3单元 alone (a metro exit, a bus stop) is no address.
+_ROOM_NUM = rf"[0-9十百千拾佰仟廿卅零两{_CN}]{{2,}}"
+_BUILDING = (
+    rf"{_NUM}\s?(?:[号號][楼樓]|[栋棟]|幢|座)\s?(?:{_NUM}\s?(?:[单單]元|[门門])\s?)?{_ROOM_NUM}"
+    rf"(?:\s?(?:室|[号號]|房|户))?"
+)
 # Building-unit-room after an estate's name (万科城12-3-402) or before 室 (3-2-1102室).
 _ESTATE = "城苑园庭府居湾村里坊邸轩阁寓厦"
 _ADDRESS = re.compile(
-    rf"({_STREET}){_HOUSE}|{_BUILDING}|{_NUM}单元\s?{_NUM}(?:室|号|房|户)?"
-    rf"|(?<=[{_ESTATE}])[0-9]{{1,3}}-[0-9]{{1,2}}-[0-9]{{3,4}}(?![0-9\-])(?:室|号|房|户)?"
+    rf"({_STREET}){_HOUSE}|{_BUILDING}|{_NUM}\s?[单單]元\s?{_ROOM_NUM}(?:\s?(?:室|[号號]|房|户))?"
+    rf"|(?<=[{_ESTATE}])\s?[0-9]{{1,3}}-[0-9]{{1,2}}-[0-9]{{3,4}}(?![0-9\-])(?:室|[号號]|房|户)?"
     rf"|(?:[0-9]{{1,4}}-){{0,3}}[0-9]{{3,4}}室"
 )
-_ADDRESS_HINT = re.compile(f"[号弄栋幢座单元室]|[{_ESTATE}][0-9]")
+_ADDRESS_HINT = re.compile(f"[号號弄巷栋棟幢座单單元室]|[{_ESTATE}]\\s?[0-9]")
 
 
 def _luhn(digits: str) -> bool:
@@ -312,7 +336,13 @@ class _Fold(dict[int, str]):
     """``str.translate`` table: each character's NFKC form with digits in ASCII, "" for invisible ones."""
 
     def __missing__(self, cp: int) -> str:
-        folded = "" if cp in _INVISIBLE_SET else unicodedata.normalize("NFKC", chr(cp)).translate(_DIGIT_MAP)
+        folded = (
+            ""
+            if cp in _INVISIBLE_SET
+            else "".join(  # a mark NFKC leaves behind (¸ is a space and a cedilla) goes too
+                c for c in unicodedata.normalize("NFKC", chr(cp)) if ord(c) not in _INVISIBLE_SET
+            ).translate(_DIGIT_MAP)
+        )
         if cp < 0x20000:  # bounds the cache; rarer planes are simply recomputed
             self[cp] = folded
         return folded
@@ -418,8 +448,8 @@ def _classify(
     dates (2024.05.01-2024.06.30) out.
     """
     n = len(digits)
-    if n == 17 and x_follows and _ID18.fullmatch(digits):
-        return "id_number", True
+    if n == 17 and _ID17.fullmatch(digits):  # whatever stands for the check character, or none
+        return "id_number", x_follows
     if (n == 18 and _ID18.fullmatch(digits)) or (n == 15 and _ID15.fullmatch(digits)):
         return "id_number", False
     if (
@@ -430,6 +460,12 @@ def _classify(
     ):
         return "bank_card", False
     if _MOBILE.fullmatch(digits):
+        return "phone", False
+    # Hong Kong and Macau (+852 9123 4567: the country code a group of its own), Taiwan (0912-345-678, +886 912…).
+    if (
+        (_HK_MO.fullmatch(digits) and (digits.startswith("00") or 3 in bounds))
+        or (_TW.fullmatch(digits) and (digits[0] == "0" or 3 in bounds) and bounds <= {3, 4, 6, 7, 9, 10})
+    ):
         return "phone", False
     landline = _LANDLINE.fullmatch(digits)
     if landline:
@@ -442,7 +478,7 @@ def _classify(
     return None
 
 
-_CHECK_X = frozenset("Xx×χΧ✕✖╳")  # the ID check character and what is typed for it
+_CHECK_X = frozenset("Xx×χΧ✕✖╳Ххꓫ乂叉*")  # the ID check character and what is typed for it
 
 
 def _x_after(s: str, end: int) -> int | None:
@@ -468,6 +504,41 @@ def _groups(
                 yield begin, i
                 begin = i
         yield begin, g.end()
+
+
+_DIMENSION_SEP = re.compile(r"[0-9]\s?[x×*✕]\s?[0-9]", re.IGNORECASE)
+_DIMENSION_AFTER = re.compile(r"\s?(?:mm|cm|m(?![a-z])|毫米|厘米|米|英寸|寸|inch)", re.IGNORECASE)
+_DIMENSION_BEFORE = re.compile(r"(?:尺寸|规格|长宽高|大小|size)[^0-9]{0,4}$", re.IGNORECASE)
+
+
+def _dimensions(s: str, start: int, end: int) -> bool:
+    """Sizes, not a phone: 138×1234×5678 mm, 规格 138*1234*5678: times signs between and a unit after or a
+    size word before, or both of those (what normalising leaves of 尺寸 138×1234×5678 mm)."""
+    unit = bool(_DIMENSION_AFTER.match(s, end))
+    word = bool(_DIMENSION_BEFORE.search(s, max(0, start - 10), start))
+    return (unit and word) or ((unit or word) and bool(_DIMENSION_SEP.search(s, start, end)))
+
+
+# A mobile number typed with letters x between its 3-4-4 groups (138x1234x5678).
+_PHONE_X = re.compile(r"(?<![0-9a-z])1[3-9][0-9][x×][0-9]{4}[x×][0-9]{4}(?![0-9a-z])", re.IGNORECASE)
+
+
+def _one_as_dash(sh: Shadow) -> tuple[str, frozenset[int]] | None:
+    """The shadow with each 一 between two digits read as a dash, not as the numeral 1.
+
+    138一1234一5678 reads as 13811234 15678 with 一 as a digit and as a mobile number with 一 as a
+    dash; both readings are searched, so a phone-shaped run is masked however it is read.
+    """
+    dashes = [m.start() for m in _ONE_BETWEEN.finditer(sh.plain)]
+    if not dashes:
+        return None
+    chars = list(sh.text)
+    for i in dashes:
+        chars[i] = " "
+    return "".join(chars), sh.numerals - frozenset(dashes)
+
+
+_ONE_BETWEEN = re.compile("(?<=[0-9])一(?=[0-9])")
 
 
 def _numbers(s: str, numerals: frozenset[int], claims: _Claims) -> None:
@@ -497,6 +568,9 @@ def _numbers(s: str, numerals: frozenset[int], claims: _Claims) -> None:
                 continue
             j, kind, end = best
             start = groups[i][0]
+            if kind == "phone" and _dimensions(s, start, end):
+                i += 1
+                continue
             if start and s[start - 1] == "+":
                 start -= 1
             if start and s[start - 1] == "(" and ")" in s[start:end]:
@@ -569,6 +643,8 @@ def _ipv4(m: re.Match[str]) -> bool:
         return False
     if _IP_CONTEXT.search(text, max(0, start - 16), start) or re.match(r"[:/][0-9]", text[end : end + 2]):
         return True
+    if _NOT_HOST_AFTER.match(text, end) or _NOT_HOST_BEFORE.search(text, max(0, start - 8), start):
+        return False
     private = first == 10 or (first, second >> 4) == (172, 1) or (first, second) == (192, 168)
     return (
         first <= 223
@@ -615,7 +691,7 @@ def _plate(m: re.Match[str]) -> bool:
 
 
 _NOT_ALNUM = re.compile(r"[\W_]")
-_IDENTIFIER = 64  # strict mode reads a value this short as one identifier: all its digits, as one number
+_IDENTIFIER = 128  # the longest id the schemas accept; strict mode reads a value this short as one identifier: all its digits, as one number
 
 
 def _strict(sh: Shadow, claims: _Claims) -> None:
@@ -651,6 +727,10 @@ def _spans(sh: Shadow, strict: bool = False) -> list[tuple[int, int, str]]:
         if "." in plain or "。" in plain or "点" in plain:
             _claim_matches(_IPV4, plain, claims, "ip", accept=_ipv4)
         _numbers(s, sh.numerals, claims)
+        if "一" in plain and (dashed := _one_as_dash(sh)):
+            _numbers(*dashed, claims)
+        if "x" in s or "X" in s or "×" in s:
+            _claim_matches(_PHONE_X, s, claims, "phone", accept=lambda m: not _dimensions(m.string, *m.span()))
         _claim_matches(_PLATE, s, claims, "plate", accept=_plate)
     if _ADDRESS_HINT.search(plain):
         _claim_addresses(plain, claims)
@@ -686,7 +766,7 @@ def find(text: str, *, strict: bool = False) -> Iterator[tuple[int, int, str]]:
     """Spans of personal data in ``text`` (original indices, sorted, not overlapping) and their kinds.
 
     ``strict`` is for identifiers, attribute values and dead letters rather than prose: digit groups
-    separated by any punctuation form one number, and a value of at most 64 characters is also read
+    separated by any punctuation form one number, and a value of at most 128 characters is also read
     as the one number all its digits make.
     """
     if unicodedata.is_normalized("NFKC", text) and not _GATE.search(text):

@@ -16,7 +16,7 @@ from importlib.resources import files
 
 import jieba
 
-from stream.core.pii import PLACEHOLDERS, mask
+from stream.core.pii import DEFAULT_IGNORABLE, PLACEHOLDERS, mask
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +35,6 @@ _EMOJI_EXTRA = frozenset("⭐⭕⌚⌛⏰⏳")
 _NOT_EMOJI = frozenset("★☆")
 _INVISIBLE = frozenset(("Cc", "Cf", "Cs"))
 _KEEP_CATEGORIES = frozenset(("Nd", "Nl", "Mn", "Mc"))
-_ZERO_WIDTH_MARKS = frozenset((0x34F, *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0)))  # joiner, variation selectors
 
 
 class _CharTable(dict[int, str | None]):
@@ -53,11 +52,15 @@ class _CharTable(dict[int, str | None]):
 
 
 def _before_nfkc(cp: int) -> str | None:
-    """Drop invisible characters (and lone surrogates) before NFKC so removing them cannot create new compositions."""
+    """Drop invisible characters (and lone surrogates) before NFKC so removing them cannot create new compositions.
+
+    Invisible means format and control characters and every Default_Ignorable_Code_Point: joiners,
+    variation selectors, and the Hangul fillers, which are letters that render as nothing.
+    """
     ch = chr(cp)
     if ch.isspace():
         return " "
-    if unicodedata.category(ch) in _INVISIBLE or cp in _ZERO_WIDTH_MARKS:
+    if unicodedata.category(ch) in _INVISIBLE or cp in DEFAULT_IGNORABLE:
         return None
     return ch
 

@@ -399,3 +399,89 @@ def test_a_dotted_quad_needs_context_unless_it_looks_like_a_host(
     address = ".".join(map(str, (first, *rest)))
     assert mask("登录IP " + address)[1] == ("ip",)
     assert "ip" not in mask(address + " 版本")[1]  # (130.10.100.100 still reads as a mobile number)
+
+
+PHONE11 = "13812345678"
+ID17 = "11010519491231002"  # region, birth date, sequence: the check character is a checksum of these
+
+
+@pytest.mark.parametrize("after", ["", "Х", "х", "乂", "ꓫ", "叉", "*", " 好评", "号"])
+@pytest.mark.parametrize("strict", [False, True])
+def test_seventeen_id_digits_are_an_id_whatever_follows(after: str, strict: bool) -> None:
+    """The 18th character only checks the other 17, so 17 digits with a valid birth date are the whole ID."""
+    for raw in (f"身份证{ID17}{after}", f"身份证 {ID17[:6]} {ID17[6:14]} {ID17[14:]}{after}"):
+        masked, kinds = mask(raw, strict=strict)
+        assert kinds == ("id_number",) and ID17[:11] not in digits_of(masked), masked
+        assert ID17[6:14] not in digits_of(clean(raw).text)
+    assert mask(f"身份证{ID17}Х请核对")[0] == "身份证[ID]请核对"  # the look-alike check character goes too
+
+
+@pytest.mark.parametrize("filler", ["\u3164", "\u1160", "\u115f", "\uffa0", "\u17b4", "\u2065", "\ufff0", "\U0001d173"])
+def test_default_ignorable_characters_hide_nothing(filler: str) -> None:
+    """Hangul fillers and other default-ignorable code points render as nothing: dropped before reading."""
+    for raw, secret in (
+        (f"好评 138{filler}1234{filler}5678", "13812345678"),
+        (f"卡号6222{filler}0212{filler}3456{filler}7890{filler}128", "6222021234567890128"),
+        (f"QQ：1234{filler}5678{filler}9", "123456789"),
+    ):
+        for out in (mask(raw)[0], clean(raw).text):
+            assert secret not in digits_of(out), out
+    assert mask(f"zhang{filler}san@qq.com")[0] == "[EMAIL]"
+    assert filler not in clean(f"电话{filler}好").text
+
+
+@pytest.mark.parametrize(
+    "sep", ["丨", "丶", "ㄧ", "ー", "ｰ", "丿", "一", "?", "!", "→", "⁄", "∙", "‧", "⋅", "×", "÷", "\\", "$", "^", "`",
+            "¸", "‚", "٫", "∶", "⎯", "／", "x", "X"],
+)
+def test_a_mobile_split_by_any_mark_is_masked_in_prose(sep: str) -> None:
+    """Plain masking (review text at intake) and clean() read the same separators; 一 between digit groups
+    is read both as the numeral and as a dash, so the phone is masked however it is read."""
+    raw = f"电话138{sep}1234{sep}5678"
+    assert mask(raw) == ("电话[PHONE]", ("phone",))
+    assert PHONE11 not in digits_of(clean(raw).text)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["规格 138*1234*5678mm", "尺寸 138×1234×5678 mm", "138x1234x5678 毫米", "1号线 2号楼 3单元 很方便",
+     "分辨率 2560x1440", "¥13,800", "2023年11月29日 19:30", "评论区 11010519491231 看到"],
+)
+def test_dimensions_and_transit_directions_are_kept(raw: str) -> None:
+    assert mask(raw) == (raw, ())
+    assert "[" not in clean(raw).text
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("邮箱 zhangsan@@qq.com", "邮箱 [EMAIL]"),
+        ("邮箱 zhangsan@qq..com", "邮箱 [EMAIL]"),
+        ("阳光小区 5 栋 2 单元 301 室", "阳光小区 [ADDRESS]"),
+        ("东部软件园 3 号楼 1201", "东部软件园 [ADDRESS]"),
+        ("万科城 12-3-402", "万科城[ADDRESS]"),
+        ("朝阳区建国路八十八号院三号楼二单元一一零二", "朝阳区[ADDRESS]"),
+        ("收货地址 上海市浦东新区张江路 88 弄 12 号 301 室", "收货地址 上海市浦东新区[ADDRESS]"),
+        ("中山北路二段100巷5弄3號4樓", "[ADDRESS]"),
+        ("仁爱路三段99號5樓 到了", "[ADDRESS] 到了"),
+    ],
+)
+def test_typo_e_mails_and_spaced_or_traditional_addresses(raw: str, expected: str) -> None:
+    assert mask(raw)[0] == expected
+
+
+@pytest.mark.parametrize(
+    "raw", ["香港 +852 9123 4567", "澳门 +853 6612 3456", "電話：0912-345-678", "台湾 +886 912 345 678", "server 47.96.12.34"]
+)
+def test_hong_kong_macau_taiwan_mobiles_and_a_server_address_are_masked(raw: str) -> None:
+    masked, kinds = mask(raw)
+    assert kinds and len(digits_of(masked)) < 4, masked
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["Python 3.11.4.1 bug", "升级到 16.0.1.2 后", "12.12.12.12 促销", "售价 128.88.66.99", "123.45.67.89 元",
+     "100.100.100.100 ms", "E12345678号订单", "订单 85291234567"],
+)
+def test_versions_prices_and_orders_shaped_like_addresses_or_passports_are_kept(raw: str) -> None:
+    assert mask(raw) == (raw, ())

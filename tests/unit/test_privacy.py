@@ -200,7 +200,9 @@ def order(offset: int, **fields: object) -> Record:
 
 
 @pytest.mark.parametrize("user_id", ["138/1234/5678", "138,1234,5678", "138:1234:5678", "u138a1234b5678",
-                                     "110105/19491231/002X", "6222,0212,3456,7890,128"])
+                                     "110105/19491231/002X", "6222,0212,3456,7890,128",
+                                     "11010519491231002", "11010519491231002Х", "11010519491231002*",
+                                     "138ᅠ1234ᅠ5678", "138丨1234丨5678", "u" + "a" * 100 + "138a1234b5678"])
 def test_a_user_id_whose_digits_make_a_phone_id_or_card_is_refused_and_masked_in_the_dead_letter(
     user_id: str,
 ) -> None:
