@@ -543,10 +543,14 @@ def test_duplicate_keys_are_rejected_at_any_depth(kind: str, extra: Any, templat
 
 # --- huge texts ----------------------------------------------------------------------------
 
+NO_SECRETS = "好评质量不错很快递包装 abcXYZ，。!?😀\u200b"  # no digits or numerals: a repeated unit cannot form an ID
+
 
 @settings(max_examples=200, deadline=None)
-@given(kind=text_kinds, unit=st.text(min_size=1, max_size=4), length=st.integers(min_value=0, max_value=3 * HARD_TEXT))
+@given(kind=text_kinds, unit=st.text(alphabet=NO_SECRETS, min_size=1, max_size=4),
+       length=st.integers(min_value=0, max_value=3 * HARD_TEXT))
 def test_texts_of_any_length_are_cut_or_rejected_never_lost(kind: str, unit: str, length: int) -> None:
+    """Lengths only: the units cannot spell personal data, so masking leaves the text as it is."""
     text = (unit * length)[:length]
     result = dec(kind, with_(kind, **{KINDS[kind][1]: text}))
     if len(text) > HARD_TEXT:
