@@ -14,6 +14,7 @@ the watermark for everyone), order amounts exact from the JSON literal, and a ha
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -63,6 +64,9 @@ class Reason(StrEnum):
     UNKNOWN_KIND = "unknown event type"
     CURRENCY = "unsupported currency"
     PII_USER_ID = "personal data in user_id"
+
+
+_PARTIAL_PLACEHOLDER = re.compile(r"\[[A-Z]{0,8}$")  # a masking placeholder the cut went through
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,8 +216,9 @@ def decode(kind: str, value: bytes | None, *, now_ms: int, limits: Limits) -> Ev
             # Mask the whole text before cutting it: a cut through a phone number would leave a
             # fragment that masking can no longer recognise.
             free_text = mask_pii(free_text)[0]
-            cut = max(0, len(free_text) - limits.max_text_chars)
-            free_text = obj[text_field] = free_text[: limits.max_text_chars]
+            kept = _PARTIAL_PLACEHOLDER.sub("", free_text[: limits.max_text_chars])  # no "[PHON" left at the cut
+            cut = len(free_text) - len(kept)
+            free_text = obj[text_field] = kept
     if kind == "order":
         amount = _exact_amount(_DECIMALS.decode(text)["amount"])
         if isinstance(amount, Rejected):

@@ -608,3 +608,15 @@ def test_cutting_a_long_text_never_leaves_a_fragment_of_personal_data(secret: st
 
 
 NOW_FOR_CUT = 1_767_225_600_000
+
+
+@pytest.mark.parametrize("keep", range(5, 13))
+def test_a_cut_through_a_masked_placeholder_leaves_no_fragment(keep: int) -> None:
+    """Masking runs before the cut; a cut inside "[PHONE]" must not leave "[PHON" to become a keyword."""
+    limits = Limits(max_text_chars=keep, reject_text_chars=1000, max_future_ms=300_000)
+    value = json.dumps({"event_id": "e", "user_id": "u", "ts": 1_767_225_600_000, "item_id": "i",
+                        "text": "好评好评好13812345678 后面"}, ensure_ascii=False).encode()
+    result = decode("review", value, now_ms=1_767_225_600_000, limits=limits)
+    assert isinstance(result, Event)
+    assert "[" not in result.text or result.text.endswith("[PHONE]"), result.text
+    assert "138" not in result.text
