@@ -26,6 +26,9 @@ from stream.core.profile import ATTRIBUTES
 from stream.core.redact import mask_tree
 
 SCRUBBED = ("category", "region", "occupation", "item_id", "order_id")  # free-form strings that may reach outputs
+# Fields decode() has validated or rewritten into a fixed format (timestamps, exact decimals, enums): they
+# hold no free text, and strict reading would take a timestamp's 17 digits for an ID number.
+STRUCTURED = ("ts", "registered_at", "amount", "currency", "age_band", "gender")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,9 +122,11 @@ class Intake:
         fields = {**event.fields, **{k: scrub(event.fields.get(k)) for k in SCRUBBED if k in event.fields}}
         text_field = KINDS[event.kind][1]
         prose = {text_field: fields.pop(text_field)} if text_field in fields else {}
+        structured = {k: fields.pop(k) for k in STRUCTURED if k in fields}
         fields = {
             **mask_tree(fields, limit=sys.maxsize, numbers=False).value,
             **mask_tree(prose, limit=sys.maxsize, numbers=False, strict=False).value,
+            **structured,
             "user_id": user,
             "event_id": event_id,
         }

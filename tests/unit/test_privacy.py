@@ -254,3 +254,11 @@ def test_an_identifier_whose_digits_make_a_mobile_is_personal_data(
     assert contains_pii(value)
     assert scrub(value) is None
     assert number not in digits_of(mask(value, strict=True)[0])
+
+
+@pytest.mark.parametrize("registered_at", ["2022-08-18T04:06:30.717Z", "2019-12-31T23:59:59Z", 1_576_000_000_000])
+def test_validated_timestamps_and_amounts_are_not_read_as_personal_data(registered_at: object) -> None:
+    """A timestamp's digits (20220818040630717) form an ID-number shape; it is a validated format, not text."""
+    result = processor().process([attrs(0, "u1", registered_at=registered_at, age_band="25-34", gender="f")])
+    [update] = result.updates
+    assert update["data"]["registered_at"].startswith(("2022", "2019"))
