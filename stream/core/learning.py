@@ -159,10 +159,6 @@ class Learner:
     def topic_of(self) -> Mapping[int, int]:
         return self.view.topic_of if self.view else {}
 
-    def generic_clusters(self) -> frozenset[int]:
-        """Clusters that say how rather than what (the owner decides: most top keywords are generic review words)."""
-        return self.view.generic if self.view else frozenset()
-
     def _unsent(self, samples: Sequence[Sample]) -> list[Sample]:
         """The samples whose learning was not sent yet, each position once, in offset order per partition."""
         new: list[Sample] = []

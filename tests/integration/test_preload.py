@@ -69,13 +69,19 @@ def faust_sees(table: Any, ends: dict[int, int], key: bytes, value: bytes) -> No
         store._dbs.clear()
 
 
-def test_preload_matches_the_changelog_and_resumes_from_the_persisted_offset(broker: Any, settings_factory: Any,
-                                                                              tmp_path: Path) -> None:
-    settings = settings_factory(broker.bootstrap)
+def table_with_changelog(settings: Any, tmp_path: Path) -> tuple[Any, str]:
+    """A table in ``tmp_path`` and its compacted changelog topic, created empty."""
     table = make_table(settings, tmp_path / "faust")
     topic = table.changelog_topic_name
     admin = AdminClient({"bootstrap.servers": settings.broker})
     admin.create_topics([NewTopic(topic, PARTITIONS, 1, config={"cleanup.policy": "compact"})])[topic].result(30)
+    return table, topic
+
+
+def test_preload_matches_the_changelog_and_resumes_from_the_persisted_offset(broker: Any, settings_factory: Any,
+                                                                              tmp_path: Path) -> None:
+    settings = settings_factory(broker.bootstrap)
+    table, topic = table_with_changelog(settings, tmp_path)
 
     expected: dict[bytes, bytes] = {}
     records: list[tuple[int, bytes, bytes | None]] = []
@@ -117,10 +123,7 @@ def test_a_changelog_that_does_not_exist_yet_is_skipped(broker: Any, settings_fa
 def test_a_partition_another_worker_holds_open_is_left_to_faust(broker: Any, settings_factory: Any,
                                                                tmp_path: Path) -> None:
     settings = settings_factory(broker.bootstrap)
-    table = make_table(settings, tmp_path / "faust")
-    topic = table.changelog_topic_name
-    admin = AdminClient({"bootstrap.servers": settings.broker})
-    admin.create_topics([NewTopic(topic, PARTITIONS, 1, config={"cleanup.policy": "compact"})])[topic].result(30)
+    table, topic = table_with_changelog(settings, tmp_path)
     write(settings, topic, [(p, f"k{p}".encode(), b"{}") for p in range(PARTITIONS)])
     held = table.data.rocksdb_options.open(table.data.partition_path(0))  # RocksDB's lock, as a running worker's
     try:

@@ -39,6 +39,17 @@ def sent(learner: Learner, samples: list[Sample]) -> list[dict]:
     return step.messages
 
 
+def warmed(**kw) -> tuple[ModelOwner, Learner]:
+    """An owner fitted on one worker's 20 warm-up texts of r/0 (offsets 0..19, learning record 0), and that worker."""
+    o = owner(warmup=20, **kw)
+    a = Learner(ENC)
+    for position, m in enumerate(sent(a, stream("r/0", 0, 20))):
+        o.receive(m, position=position)
+    o.fit_if_due(0.0)
+    a.use(o.publish())
+    return o, a
+
+
 def stream(source: str, start: int, n: int, seed: int = 0) -> list[Sample]:
     return [sample(source, start + i, i % 4, user=f"u{i % 6}", seed=seed) for i in range(n)]
 
@@ -62,12 +73,7 @@ def test_workers_warm_start_one_model_from_all_their_samples_and_then_assign_ali
 
 
 def test_every_text_is_learned_once_whatever_the_order_and_redelivery() -> None:
-    o = owner(warmup=20)
-    a = Learner(ENC)
-    for position, m in enumerate(sent(a, stream("r/0", 0, 20))):
-        o.receive(m, position=position)
-    o.fit_if_due(0.0)
-    a.use(o.publish())
+    o, a = warmed()
     batch = stream("r/0", 20, 30)
     first = sent(a, batch)
     again = sent(a, batch)  # a redelivered batch: assigned, not sent again
@@ -80,12 +86,7 @@ def test_every_text_is_learned_once_whatever_the_order_and_redelivery() -> None:
 
 
 def test_a_second_worker_taking_over_a_partition_does_not_resend_what_the_model_covers() -> None:
-    o = owner(warmup=20)
-    a = Learner(ENC)
-    for m in sent(a, stream("r/0", 0, 20)):
-        o.receive(m)
-    o.fit_if_due(0.0)
-    a.use(o.publish())
+    o, a = warmed()
     for m in sent(a, stream("r/0", 20, 10)):
         o.receive(m)
     view = o.publish()
@@ -99,14 +100,9 @@ def test_a_second_worker_taking_over_a_partition_does_not_resend_what_the_model_
 
 
 def test_an_overlapping_part_is_dropped_and_counted_not_merged_twice() -> None:
-    o = owner(warmup=20)
-    a, zombie = Learner(ENC), Learner(ENC)
-    for m in sent(a, stream("r/0", 0, 20)):
-        o.receive(m)
-    o.fit_if_due(0.0)
-    view = o.publish()
-    a.use(view)
-    zombie.use(view)
+    o, a = warmed()
+    zombie = Learner(ENC)
+    zombie.use(a.view)
     for m in sent(a, stream("r/0", 20, 10)):
         o.receive(m)
     for m in sent(zombie, stream("r/0", 25, 10)):  # 25..34 overlaps 20..29
@@ -127,12 +123,7 @@ def test_a_forced_fit_waits_for_k_samples_and_the_deadline() -> None:
 
 
 def test_the_owner_continues_exactly_from_its_snapshot_after_a_failover() -> None:
-    o = owner(warmup=20, topics=2)
-    a = Learner(ENC)
-    for m in sent(a, stream("r/0", 0, 20)):
-        o.receive(m, position=0)
-    o.fit_if_due(0.0)
-    a.use(o.publish())
+    o, a = warmed(topics=2)
     msgs = [m for i in range(4) for m in sent(a, stream("r/0", 20 + 10 * i, 10))]
     o.receive(msgs[0], position=1)
     o.receive(msgs[1], position=2)
@@ -233,12 +224,7 @@ def test_clusters_of_generic_review_words_are_recognised() -> None:
 
 
 def test_a_batch_whose_send_failed_is_sent_again_and_the_owner_keeps_one_copy() -> None:
-    o = owner(warmup=20)
-    a = Learner(ENC)
-    for m in sent(a, stream("r/0", 0, 20)):
-        o.receive(m)
-    o.fit_if_due(0.0)
-    a.use(o.publish())
+    o, a = warmed()
     batch = stream("r/0", 20, 10)
     lost = a.step(batch)  # never confirmed: the send failed, the records come again
     again = a.step(batch)
