@@ -119,8 +119,7 @@ class BatchProcessor:
         view = self.learner.view
         if view is None or not texts:
             return {"model_version": self.model_version, "clusters": [None] * len(texts)}
-        cleaned = clean_many(list(texts))
-        x = self.encoder.encode([self.prefixes.get(kind, "") + c.text for c in cleaned])
+        _, x, _ = self._clean_and_encode(list(texts), [kind] * len(texts))
         labels, sims = view.assign(np.stack(x))
         return {"model_version": f"{self.encoder.version}+{view.version}", "clusters": [int(c) for c in labels],
                 "similarity": [round(float(m), 4) for m in sims]}
@@ -214,15 +213,22 @@ class BatchProcessor:
     def _encode(self, texts: Sequence[tuple[Record, Event]], timings: dict[str, float]) -> list[Sample]:
         if not texts:
             return []
-        cleaned = clean_many([event.text or "" for _, event in texts])
-        inputs = [self.prefixes.get(event.kind, "") + c.text for (_, event), c in zip(texts, cleaned)]
-        began = time.perf_counter()
-        embeddings = self.encoder.encode(inputs)
-        timings["encode"] = time.perf_counter() - began
+        cleaned, embeddings, timings["encode"] = self._clean_and_encode(
+            [e.text or "" for _, e in texts], [e.kind for _, e in texts])
         return [
             Sample(r.source, r.offset, e.ts_ms, x, c.tokens, payload=(r, e, c), text=c.text, user=e.user_id)
             for (r, e), c, x in zip(texts, cleaned, embeddings)
         ]
+
+    def _clean_and_encode(self, texts: list[str], kinds: list[str]) -> tuple[list[Any], list[np.ndarray], float]:
+        """The one way a text becomes a vector, so probes (GET /model/assign) see what stage 1 sees.
+
+        Also returns the seconds spent in the encoder alone (cleaning counts as decode_clean)."""
+        cleaned = clean_many(texts)
+        inputs = [self.prefixes.get(k, "") + c.text for k, c in zip(kinds, cleaned)]
+        began = time.perf_counter()
+        embeddings = self.encoder.encode(inputs)
+        return cleaned, embeddings, time.perf_counter() - began
 
     def _text_updates(self, step: Step) -> list[Update]:
         view = step.view
