@@ -48,6 +48,8 @@ class Settings(BaseSettings):
         0.1, ge=0, description="seconds the worker's consumer long-polls the broker (Faust hard-codes 1.5)"
     )
     session_timeout: float = Field(30.0, gt=0, description="seconds before a silent worker's partitions move to another")
+    producer_linger_ms: float = Field(5.0, ge=0, description="ms the worker's producer waits to fill a batch (Faust's default 0)")
+    producer_batch_bytes: int = Field(262_144, ge=1, description="most bytes per produce batch and partition (Faust's 16 KiB)")
 
     # Local broker (stream broker start)
     broker_port: int = Field(9092, description="client port of the local broker")

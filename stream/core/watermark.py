@@ -18,7 +18,9 @@ Plain state, no clock of its own: callers pass a monotonic reading ``now``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import heapq
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, KeysView, Mapping
 from typing import Any
 
 MAX_TICKS = 400  # boundaries ticked at once, at most: a first watermark or a long outage ticks the newest ones
@@ -109,22 +111,53 @@ class Watermark:
 MAX_WAITING = 100_000  # updates held back for a tick at most; beyond, the oldest go out early (see Outbox)
 
 
-def _release_times(updates: Iterable[dict[str, Any]]) -> dict[int, int]:
-    """Per update (by id), the event time from which it may go out: its own, or a later one before it.
+class _Waiting:
+    """An update in the outbox: its lane position and the event time from which it may go out (``due``)."""
 
-    Stage 2 skips an update whose offset is at or below the last one applied for its user and
-    source partition (that is how redelivery is made idempotent), so a user's updates from one
-    partition must reach it in offset order. An update therefore never overtakes an earlier
-    one of the same user and partition: it goes out at the newest event time among itself and
-    those before it.
+    __slots__ = ("alive", "due", "offset", "order", "source", "ts", "update", "version")
+
+    def __init__(self, update: dict[str, Any], order: int) -> None:
+        self.update = update
+        self.source: str = update["source"]
+        self.offset: int = update["offset"]
+        self.ts: int = update["ts"]
+        self.order = order  # arrival: keeps redelivered copies of one position in the order they came
+        self.due = self.ts
+        self.version = 0  # of its current heap entry; older entries are stale
+        self.alive = True
+
+
+def _by_offset(item: _Waiting) -> int:
+    return item.offset
+
+
+class _Lane:
+    """The waiting updates of one (source, user) in offset order; ``items[head:]`` are the waiting ones.
+
+    Updates leave a lane almost always from its front (release follows event time, which a lane
+    keeps in offset order), so the front is a moving index rather than a list shift.
     """
-    due: dict[int, int] = {}
-    newest: dict[tuple[str, str], int] = {}
-    for u in sorted(updates, key=lambda u: (u["source"], u["offset"])):
-        lane = (u["source"], u["user_id"])
-        newest[lane] = max(newest.get(lane, u["ts"]), u["ts"])
-        due[id(u)] = newest[lane]
-    return due
+
+    __slots__ = ("head", "items")
+
+    def __init__(self) -> None:
+        self.items: list[_Waiting] = []
+        self.head = 0
+
+    def __len__(self) -> int:
+        return len(self.items) - self.head
+
+    def remove(self, item: _Waiting) -> None:
+        if self.items[self.head] is item:
+            self.head += 1
+            if self.head >= 64 and 2 * self.head >= len(self.items):
+                del self.items[: self.head]
+                self.head = 0
+            return
+        i = bisect_left(self.items, item.offset, lo=self.head, key=_by_offset)
+        while self.items[i] is not item:
+            i += 1
+        del self.items[i]
 
 
 class Outbox:
@@ -139,20 +172,40 @@ class Outbox:
     later than the watermark (beyond the allowed lateness) are applied when they come. An
     update never waits longer than ``max_wait`` seconds (the idleness delay): a watermark that
     cannot move (a partition whose end is unknown) must not stop profiles; the per-user
-    catch-up of stage 2 then keeps the checks right but for cross-partition skew. A user's
-    updates from one partition keep their offset order (see :func:`_release_times`).
+    catch-up of stage 2 then keeps the checks right but for cross-partition skew.
+
+    A user's updates from one partition keep their offset order. Stage 2 skips an update whose
+    offset is at or below the last one applied for its user and source partition (that is how
+    redelivery is made idempotent), so an update never overtakes an earlier waiting one of the
+    same (source, user) lane: it goes out at the newest event time among itself and the lane's
+    waiting updates before it (its ``due``). Waiting updates go out in (due, source, offset) order.
+
+    Incremental, so that a batch costs in proportion to itself and not to everything waiting
+    (a backlog can keep 100,000 updates here): a heap keyed by that order, the lanes in offset
+    order (an update appended to its lane takes the lane's last due), and a heap of arrival
+    times for ``max_wait``. Only updates arriving out of offset order, or leaving early
+    (overdue, overflow), make a lane's later dues be worked out again, and only as far as they change.
     """
 
     def __init__(self, *, lateness_ms: int, tick_every_ms: int, max_wait: float = 30.0) -> None:
         self.lateness_ms = lateness_ms
         self.tick_every_ms = tick_every_ms
         self.max_wait = max_wait
-        self.waiting: list[dict[str, Any]] = []
-        self.since: dict[tuple[str, int], float] = {}  # when each waiting update came (monotonic seconds)
+        self._heap: list[tuple[int, str, int, int, int, _Waiting]] = []  # (due, source, offset, order, version, item)
+        self._lanes: dict[tuple[str, str], _Lane] = {}
+        self._at: dict[tuple[str, int], list[_Waiting]] = {}  # position -> its waiting copies (redelivery)
+        self._since: dict[tuple[str, int], tuple[float, int]] = {}  # position -> (when it came, arrival entry)
+        self._arrivals: list[tuple[float, int, tuple[str, int]]] = []  # heap of (since, entry, position)
+        self._order = 0
+        self._count = 0
+        self._stale = 0  # heap entries left behind by a changed due or an early release
 
-    def positions(self) -> frozenset[tuple[str, int]]:
-        """("topic/partition", offset) of the updates still waiting (their records must not be acked)."""
-        return frozenset((u["source"], u["offset"]) for u in self.waiting)
+    def __len__(self) -> int:
+        return self._count
+
+    def positions(self) -> KeysView[tuple[str, int]]:
+        """("topic/partition", offset) of the updates still waiting (their records must not be acked); a live view."""
+        return self._at.keys()
 
     def release(
         self, updates: Iterable[dict[str, Any]], ticks: list[int], last_tick: int | None, now: float = 0.0
@@ -162,29 +215,141 @@ class Outbox:
         ``last_tick`` is the newest boundary ticked so far (None before the first): updates
         within reach of the next one go out now, later ones wait.
         """
-        updates = list(updates)
         for u in updates:
-            self.since.setdefault((u["source"], u["offset"]), now)
-        due = _release_times([*self.waiting, *updates])
-        pending = sorted([*self.waiting, *updates], key=lambda u: (due[id(u)], u["source"], u["offset"]))
+            self._add(u, now)
         out: list[dict[str, Any]] = []
         before: list[int] = []
-        i = 0
         for boundary in ticks:
-            while i < len(pending) and due[id(pending[i])] <= boundary + self.lateness_ms:
-                out.append(pending[i])
-                i += 1
+            self._release_due(boundary + self.lateness_ms, out)
             before.append(len(out))
         if last_tick is not None:
-            reach = (last_tick // self.tick_every_ms + 1) * self.tick_every_ms + self.lateness_ms
-            while i < len(pending) and due[id(pending[i])] <= reach:
-                out.append(pending[i])
-                i += 1
-        rest = pending[i:]
-        overdue = [u for u in rest if now - self.since[(u["source"], u["offset"])] >= self.max_wait]
-        rest = [u for u in rest if now - self.since[(u["source"], u["offset"])] < self.max_wait]
-        overflow = max(0, len(rest) - MAX_WAITING)
-        out += sorted([*overdue, *rest[:overflow]], key=lambda u: (due[id(u)], u["source"], u["offset"]))
-        self.waiting = rest[overflow:]
-        self.since = {(u["source"], u["offset"]): self.since[(u["source"], u["offset"])] for u in self.waiting}
+            self._release_due((last_tick // self.tick_every_ms + 1) * self.tick_every_ms + self.lateness_ms, out)
+        # Early releases leave gaps in their lanes: the dues there are worked out again once all have gone,
+        # as the order among them is that of the dues they had when the batch came.
+        early = self._overdue(now)
+        for item in early:
+            self._drop(item)
+        for _ in range(max(0, self._count - MAX_WAITING)):
+            item = self._pop()
+            self._drop(item)
+            early.append(item)
+        early.sort(key=lambda i: (i.due, i.source, i.offset, i.order))
+        out += [i.update for i in early]
+        changed: dict[tuple[str, str], tuple[int, int]] = {}
+        for i in early:
+            lane = (i.source, i.update["user_id"])
+            low, high = changed.get(lane, (i.offset, i.offset))
+            changed[lane] = (min(low, i.offset), max(high, i.offset))
+        for lane, (low, high) in changed.items():
+            if lane in self._lanes:
+                self._refresh(self._lanes[lane], low, high)
+        self._compact()
         return out, before
+
+    def _add(self, update: dict[str, Any], now: float) -> None:
+        self._order += 1
+        item = _Waiting(update, self._order)
+        position = (item.source, item.offset)
+        copies = self._at.setdefault(position, [])
+        if not copies:
+            self._since[position] = (now, item.order)
+            heapq.heappush(self._arrivals, (now, item.order, position))
+        copies.append(item)
+        self._count += 1
+        key = (item.source, update["user_id"])
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane()
+        items = lane.items
+        if len(lane) and items[-1].offset > item.offset:  # out of offset order: later dues may rise
+            i = bisect_right(items, item.offset, lo=lane.head, key=_by_offset)
+            items.insert(i, item)
+            self._refresh(lane, item.offset, item.offset)
+            return
+        if len(lane):
+            item.due = max(items[-1].due, item.ts)
+        items.append(item)
+        self._push(item)
+
+    def _refresh(self, lane: _Lane, low: int, high: int) -> None:
+        """Work out the lane's dues again from offset ``low`` on, after changes at offsets up to ``high``."""
+        items = lane.items
+        i = bisect_left(items, low, lo=lane.head, key=_by_offset)
+        newest = items[i - 1].due if i > lane.head else None
+        for item in items[i:]:
+            due = item.ts if newest is None else max(newest, item.ts)
+            if due != item.due or not item.version:
+                item.due = due
+                self._stale += item.version > 0
+                self._push(item)
+            elif item.offset > high:
+                break  # past every change, an unchanged due leaves the rest unchanged
+            newest = due
+
+    def _push(self, item: _Waiting) -> None:
+        item.version += 1
+        heapq.heappush(self._heap, (item.due, item.source, item.offset, item.order, item.version, item))
+
+    def _pop(self) -> _Waiting:
+        """The waiting update first in (due, source, offset) order, taken off the heap."""
+        while True:
+            *_, version, item = heapq.heappop(self._heap)
+            if item.alive and version == item.version:
+                return item
+            self._stale -= 1
+
+    def _release_due(self, until: int, out: list[dict[str, Any]]) -> None:
+        """Send every waiting update due at or before ``until``.
+
+        They are at the front of their lanes, and their going changes no other due: a due after
+        ``until`` comes from an event time after it.
+        """
+        heap = self._heap
+        while heap:
+            due, *_, version, item = heap[0]
+            if not (item.alive and version == item.version):
+                heapq.heappop(heap)
+                self._stale -= 1
+            elif due <= until:
+                heapq.heappop(heap)
+                self._drop(item)
+                out.append(item.update)
+            else:
+                return
+
+    def _overdue(self, now: float) -> list[_Waiting]:
+        """The waiting updates that came ``max_wait`` seconds or more before ``now``, every copy of a position."""
+        overdue: list[_Waiting] = []
+        arrivals = self._arrivals
+        while arrivals and now - arrivals[0][0] >= self.max_wait:
+            since, entry, position = heapq.heappop(arrivals)
+            if self._since.get(position) == (since, entry):
+                overdue += self._at[position]
+        for item in overdue:
+            self._stale += 1  # its heap entry stays behind
+        return overdue
+
+    def _drop(self, item: _Waiting) -> None:
+        """Take a released update out of its lane and position (its heap entry is popped or left stale)."""
+        item.alive = False
+        self._count -= 1
+        key = (item.source, item.update["user_id"])
+        lane = self._lanes[key]
+        lane.remove(item)
+        if not len(lane):
+            del self._lanes[key]
+        position = (item.source, item.offset)
+        copies = self._at[position]
+        copies.remove(item)
+        if not copies:
+            del self._at[position], self._since[position]
+
+    def _compact(self) -> None:
+        """Rebuild a heap once most of its entries are stale, so that neither grows beyond what waits."""
+        if self._stale > 1024 and 2 * self._stale > len(self._heap):
+            self._heap = [e for e in self._heap if e[-1].alive and e[-2] == e[-1].version]
+            heapq.heapify(self._heap)
+            self._stale = 0
+        if len(self._arrivals) > 1024 and len(self._arrivals) > 2 * len(self._since):
+            self._arrivals = [a for a in self._arrivals if self._since.get(a[2]) == (a[0], a[1])]
+            heapq.heapify(self._arrivals)

@@ -189,7 +189,7 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
         health=lambda: {
             "model_version": stage.processor.model_version, "clusters_fitted": stage.processor.view is not None,
             "held_for_warmup": len(stage.processor.learner.pending), "unacked": len(stage.held),
-            "waiting_for_watermark": len(stage.processor.outbox.waiting), "watermark": stage.processor.watermark,
+            "waiting_for_watermark": len(stage.processor.outbox), "watermark": stage.processor.watermark,
             "sent": dict(stage.processor.learner.sent),
             "model_owner": owner.state(),
         },

@@ -17,8 +17,10 @@ processor instead runs the same :class:`~stream.core.model_owner.ModelOwner` in 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -48,8 +50,10 @@ class BatchResult:
     ticks: list[int] = field(default_factory=list)  # boundaries of event time at which every user is re-assessed (churn)
     ticks_before: list[int] = field(default_factory=list)  # per tick: how many of ``updates`` are sent before it
     held: int = 0  # text records waiting for the clusterer's warm start; their offsets must not be acked yet
-    held_positions: frozenset[tuple[str, int]] = frozenset()  # records not published yet (those texts, and updates
-    # waiting for a tick: stream.core.watermark.Outbox); every other record may be acked
+    held_positions: AbstractSet[tuple[str, int]] = frozenset()  # records not published yet (those texts, and updates
+    # waiting for a tick: stream.core.watermark.Outbox), as they stand until the next batch; every other may be acked
+    released: list[tuple[str, int]] = field(default_factory=list)  # records of this batch, or held before it, that
+    # are held no more: what may now be acked, found without going over everything held
     timings: dict[str, float] = field(default_factory=dict)  # seconds the batch spent in decode_clean, encode, cluster
     messages: list[dict[str, Any]] = field(default_factory=list)  # learning for the model owner, to be delivered
     # before the batch's records are acked; then ``learner.confirm(covers)``
@@ -168,6 +172,7 @@ class BatchProcessor:
         wall_ms = time.time_ns() // 1_000_000 if wall_ms is None else wall_ms
         highwaters = dict(highwaters or {})
         result = BatchResult()
+        texts_before = self.learner.held_positions()  # empty once the model is fitted
         started = time.perf_counter()
         texts: list[tuple[Record, Event]] = []
         self.clock.owned(highwaters, now)
@@ -205,7 +210,11 @@ class BatchProcessor:
         self.erasures.expire(self.clock.value)
         result.ticks = self.clock.ticks()  # safe while texts are held: the watermark stays before them
         result.updates, result.ticks_before = self.outbox.release(result.updates, result.ticks, self.clock.last_tick, now)
-        result.held_positions = self.learner.held_positions() | self.outbox.positions()
+        held = result.held_positions = Held(self.learner.held_positions(), self.outbox.positions())
+        # Nothing else can stop being held: a waiting update leaves the outbox as one of ``result.updates``.
+        maybe = chain(((r.source, r.offset) for r in records), texts_before,
+                      ((u["source"], u["offset"]) for u in result.updates))
+        result.released = [p for p in dict.fromkeys(maybe) if p not in held]
         result.timings["cluster"] = time.perf_counter() - clustering
         result.timings["decode_clean"] = clustering - started - result.timings.get("encode", 0.0)
         return result
@@ -263,6 +272,32 @@ class BatchProcessor:
             data=data,
             **text,
         )
+
+
+class Held(AbstractSet[tuple[str, int]]):
+    """The positions held back: texts waiting for the warm start and updates waiting in the outbox (a live view of it).
+
+    A view, so that a batch does not copy everything waiting (a backlog keeps up to
+    ``MAX_WAITING`` updates) only to ask about a few of them.
+    """
+
+    def __init__(self, texts: AbstractSet[tuple[str, int]], outbox: AbstractSet[tuple[str, int]]) -> None:
+        self.texts = texts
+        self.outbox = outbox
+
+    def __contains__(self, position: object) -> bool:
+        return position in self.texts or position in self.outbox
+
+    def __iter__(self) -> Iterator[tuple[str, int]]:
+        yield from self.texts
+        yield from (p for p in self.outbox if p not in self.texts)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    @classmethod
+    def _from_iterable(cls, positions: Iterable[tuple[str, int]]) -> frozenset[tuple[str, int]]:
+        return frozenset(positions)  # what set operations on the view return
 
 
 def _text_data(event: Event, clean: CleanText) -> dict[str, Any]:

@@ -81,7 +81,7 @@ class EncodeStage:
         self.checkpoint_interval = checkpoint_interval
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
         self.lock = asyncio.Lock()
-        self.held: list[tuple[faust.StreamT, faust.EventT]] = []
+        self.held: dict[tuple[str, int], list[tuple[faust.StreamT, faust.EventT]]] = {}  # position -> its deliveries
         self.held_since: float | None = None
         self.to_ack: list[tuple[faust.StreamT, faust.EventT]] = []
         self.dirty = False
@@ -185,7 +185,8 @@ class EncodeStage:
         self.metrics.record_stage("queue_wait", [now - arrived for _, _, arrived in taken])
         force_fit = self.held_since is not None and time.monotonic() - self.held_since >= self.warmup_max_wait
         async with self.lock:
-            self.held.extend((stream, e) for stream, e, _ in taken)
+            for stream, e, _ in taken:
+                self.held.setdefault(_position(e), []).append((stream, e))
             await self._run(records, force_fit=force_fit, highwaters=self.highwaters())
 
     async def _run(
@@ -199,7 +200,11 @@ class EncodeStage:
         self.metrics.record_stage(
             "outbox_wait", [done - self.processed_at.get((u["source"], u["offset"]), done) for u in result.updates]
         )
-        self.processed_at = {p: self.processed_at.get(p, done) for p in result.held_positions}
+        for p in result.released:
+            self.processed_at.pop(p, None)
+        for r in records:
+            if (r.source, r.offset) in result.held_positions:
+                self.processed_at.setdefault((r.source, r.offset), done)
         sending = time.perf_counter()
         self.dirty |= bool(records or result.updates or result.ticks)
         now_ms = _now_ms()
@@ -226,9 +231,8 @@ class EncodeStage:
             self.metrics.record_dead_letter(str(d.reason))
         self.dead_sent.update(d.key for d in dead)
         # Only records not yet published wait (texts before the warm start, updates waiting for a tick).
-        waiting = result.held_positions
-        self.to_ack.extend(h for h in self.held if _position(h[1]) not in waiting)
-        self.held = [h for h in self.held if _position(h[1]) in waiting]
+        for p in result.released:
+            self.to_ack.extend(self.held.pop(p, ()))
         self.held_since = (self.held_since or time.monotonic()) if self.held else None
         await self._checkpoint_then_ack()
 

@@ -97,7 +97,7 @@ class FakeProcessor:
         self.batches.append([r.offset for r in records])
         return BatchResult(updates=[
             {"user_id": "u", "source": r.source, "offset": r.offset, "kind": "review"} for r in records
-        ])
+        ], released=[(r.source, r.offset) for r in records])
 
 
 def make_stage(processor: FakeProcessor, tmp_path: Path, *, max_batch: int = 256,

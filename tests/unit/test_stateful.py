@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import zlib
 from collections import Counter, defaultdict
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import fastjsonschema
@@ -81,7 +82,8 @@ class Pipeline(RuleBasedStateMachine):
         self.forgotten_at: dict[str, int] = {}  # newest forget request stage 2 applied, per user
         self.forget_sent: dict[str, int] = {}  # newest forget request produced, per user
         self.times: dict[tuple[str, int], int] = {}  # position -> event time, for valid records
-        self.held: frozenset[tuple[str, int]] = frozenset()
+        self.held: AbstractSet[tuple[str, int]] = frozenset()
+        self.unacked: set[tuple[str, int]] = set()  # what the shell keeps from acking: read, and not released since
         self.clock = 0.0
 
     def _record(self, kind: str, user: str, ts: int, partition: int, **fields: Any) -> tuple[Record, str]:
@@ -96,6 +98,7 @@ class Pipeline(RuleBasedStateMachine):
         self.clock += 1.0
         result = self.stage1.process(records, force_fit=force_fit, highwaters={}, now=self.clock, wall_ms=NOW)
         self.held = result.held_positions
+        self.unacked = ({*self.unacked, *((r.source, r.offset) for r in records)}) - set(result.released)
         for dead in result.dead_letters:
             assert dead.reason in DEAD_REASONS
             self.dead.add((dead.record.source, dead.record.offset))
@@ -179,6 +182,7 @@ class Pipeline(RuleBasedStateMachine):
         assert self.delivered <= set(self.valid)
         missing = set(self.valid) - self.delivered
         assert self.held <= missing, "stage 1 holds back only records it has not published"
+        assert self.unacked == {p for p in (*self.valid, *self.invalid) if p in self.held}, "released is what left held"
         for_a_tick = self.stage1.outbox.positions()
         assert all(self.valid[p][1] in TEXT_FIELD for p in self.held - for_a_tick), "else only texts wait (warm start)"
         for position in missing - self.held:  # never published, yet acked: only texts a forget request erased

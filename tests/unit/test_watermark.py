@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from unittest.mock import patch
+
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream.core.watermark import Outbox, Watermark
@@ -98,3 +100,73 @@ def test_outbox_never_reorders_a_users_partition(events: list[tuple[int, int]], 
     for user in {u["user_id"] for u in updates}:
         offsets = [u["offset"] for u in sent if u["user_id"] == user]
         assert offsets == sorted(offsets)
+
+
+class ReferenceOutbox:
+    """The outbox rule written out directly, re-sorting everything waiting on every call."""
+
+    def __init__(self, *, lateness_ms: int, tick_every_ms: int, max_wait: float, max_waiting: int) -> None:
+        self.lateness_ms, self.tick_every_ms, self.max_wait, self.max_waiting = lateness_ms, tick_every_ms, max_wait, max_waiting
+        self.waiting: list[dict] = []
+        self.since: dict[tuple[str, int], float] = {}
+
+    def release(self, updates: list[dict], ticks: list[int], last_tick: int | None, now: float) -> tuple[list[dict], list[int]]:
+        for u in updates:
+            self.since.setdefault((u["source"], u["offset"]), now)
+        pending = [*self.waiting, *updates]
+        due: dict[int, int] = {}  # an update goes at the newest event time among itself and its lane's earlier ones
+        newest: dict[tuple[str, str], int] = {}
+        for u in sorted(pending, key=lambda u: (u["source"], u["offset"])):
+            lane = (u["source"], u["user_id"])
+            newest[lane] = max(newest.get(lane, u["ts"]), u["ts"])
+            due[id(u)] = newest[lane]
+        pending.sort(key=lambda u: (due[id(u)], u["source"], u["offset"]))
+        out: list[dict] = []
+        before: list[int] = []
+        reaches = [b + self.lateness_ms for b in ticks]
+        if last_tick is not None:
+            reaches.append((last_tick // self.tick_every_ms + 1) * self.tick_every_ms + self.lateness_ms)
+        for n, reach in enumerate(reaches):
+            while pending and due[id(pending[0])] <= reach:
+                out.append(pending.pop(0))
+            if n < len(ticks):
+                before.append(len(out))
+        overdue = [u for u in pending if now - self.since[(u["source"], u["offset"])] >= self.max_wait]
+        rest = [u for u in pending if now - self.since[(u["source"], u["offset"])] < self.max_wait]
+        overflow = max(0, len(rest) - self.max_waiting)
+        out += sorted([*overdue, *rest[:overflow]], key=lambda u: (due[id(u)], u["source"], u["offset"]))
+        self.waiting = rest[overflow:]
+        self.since = {p: t for p, t in self.since.items() if p in {(u["source"], u["offset"]) for u in self.waiting}}
+        return out, before
+
+
+_batch = st.lists(st.tuples(st.integers(0, 1), st.integers(0, 40), st.integers(0, 2), st.integers(0, 600)), max_size=8)
+_step = st.tuples(_batch, st.integers(0, 3), st.floats(0, 20))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_step, max_size=25), st.sampled_from([0, 30]), st.integers(1, 6), st.booleans())
+def test_outbox_releases_what_the_rule_written_out_releases(
+    steps: list[tuple[list[tuple[int, int, int, int]], int, float]], lateness: int, max_waiting: int, ticked: bool
+) -> None:
+    """Same updates in the same order, same counts before each tick, same positions left waiting.
+
+    Offsets come in any order and a position seen before comes again as a copy (redelivery)."""
+    outbox = Outbox(lateness_ms=lateness, tick_every_ms=100, max_wait=30.0)
+    reference = ReferenceOutbox(lateness_ms=lateness, tick_every_ms=100, max_wait=30.0, max_waiting=max_waiting)
+    seen: dict[tuple[str, int], dict] = {}
+    last_tick, now = (0 if ticked else None), 0.0
+    with patch("stream.core.watermark.MAX_WAITING", max_waiting):
+        for batch, ticking, dt in steps:
+            updates = []
+            for partition, offset, user, ts in batch:
+                source = f"orders/{partition}"
+                u = seen.setdefault((source, offset), _update(offset, ts, user=f"u{user}", source=source))
+                updates.append(dict(u))
+            ticks = [] if last_tick is None else [last_tick + 100 * (i + 1) for i in range(ticking)]
+            last_tick = ticks[-1] if ticks else (last_tick if last_tick is not None or not ticking else 0)
+            now += dt
+            expected = reference.release(updates, ticks, last_tick, now)
+            assert outbox.release(updates, ticks, last_tick, now) == expected
+            assert outbox.positions() == {(u["source"], u["offset"]) for u in reference.waiting}
+            assert len(outbox) == len(reference.waiting)
