@@ -85,7 +85,7 @@ def run(args: argparse.Namespace, settings: Settings, choice: ModelChoice) -> di
                   "prefix": settings.review_prefix, "dim": encoder.dim},
         "config": {"texts": len(texts), "events": args.events, "batch_tokens": settings.batch_tokens,
                    "arrival_batch": args.arrival_batch, "max_tokens": settings.max_tokens,
-                   "batch_size": settings.batch_size, "clusters": settings.clusters, "seed": args.seed},
+                   "batch_size": settings.micro_batch(encoder.device), "clusters": settings.clusters, "seed": args.seed},
         "encoder": encoder_runs,
         "cpu_us_per_event": [c.to_dict() for c in stages],
         "stage1_without_model_us_per_event": stage1.to_dict(),

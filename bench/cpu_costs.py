@@ -71,6 +71,7 @@ class ReplayEncoder:
     """Stands in for the model with embeddings computed earlier, so stage 1 can be timed without it."""
 
     version = "replay"
+    device = "cpu"
 
     def __init__(self, embeddings: np.ndarray) -> None:
         self.embeddings = embeddings
@@ -87,7 +88,7 @@ def measure_cpu_costs(
     payloads: Sequence[bytes], encoder: TransformerEncoder, embeddings: np.ndarray, settings: Settings
 ) -> tuple[list[StageCost], StageCost]:
     """The per-stage breakdown for ``payloads`` (review JSON), and stage 1 timed whole as a cross-check."""
-    n, size = len(payloads), settings.batch_size
+    n, size = len(payloads), settings.micro_batch(encoder.device)
     now_ms, limits = time.time_ns() // 1_000_000, settings.decode_limits
     decode("review", payloads[0], now_ms=now_ms, limits=limits)  # compiles the validator once
     clean("预热")  # loads jieba's dictionary, a one-off second
@@ -101,7 +102,7 @@ def measure_cpu_costs(
     )
     inputs = [settings.review_prefix + c.text for c in cleaned]
     _, tokenize_cost = timed("tokenize", n, lambda: [i for b in batched(inputs, size) for i in encoder.tokenize(b)])
-    labels, cluster_cost = cluster_stage(embeddings, n, settings)
+    labels, cluster_cost = cluster_stage(embeddings, n, settings, size)
     rules = rules_from(settings)
     profiles, update_cost = timed(
         "profile update", n, lambda: update_profiles(events, cleaned, embeddings, labels, settings, rules)
@@ -113,23 +114,23 @@ def measure_cpu_costs(
     )
     _, codec_cost = timed("faust state codec", n, lambda: [faust_json.loads(faust_json.dumps(p)) for p in profiles])
     stages = [decode_cost, clean_cost, tokenize_cost, cluster_cost, update_cost, view_cost, codec_cost]
-    return stages, stage1_without_model(payloads, embeddings, settings)
+    return stages, stage1_without_model(payloads, embeddings, settings, size)
 
 
-def cluster_stage(embeddings: np.ndarray, n: int, settings: Settings) -> tuple[np.ndarray, StageCost]:
+def cluster_stage(embeddings: np.ndarray, n: int, settings: Settings, size: int) -> tuple[np.ndarray, StageCost]:
     """learn + assign per micro-batch, amortised per event; the warm start is a one-off and not timed."""
     clusterer = OnlineClusterer(k=settings.clusters, warmup=settings.warmup_size, seed=settings.seed)
     clusterer.warm_start(cycled(embeddings, settings.warmup_size))
 
     def run() -> np.ndarray:
         labels = []
-        for start in range(0, n, settings.batch_size):
-            x = cycled(embeddings, min(settings.batch_size, n - start), start)
+        for start in range(0, n, size):
+            x = cycled(embeddings, min(size, n - start), start)
             clusterer.learn(x)
             labels.append(clusterer.assign(x)[0])
         return np.concatenate(labels)
 
-    return timed(f"cluster (learn+assign per {settings.batch_size})", n, run)
+    return timed(f"cluster (learn+assign per {size})", n, run)
 
 
 def update_profiles(
@@ -155,13 +156,13 @@ def update_profiles(
     return after
 
 
-def stage1_without_model(payloads: Sequence[bytes], embeddings: np.ndarray, settings: Settings) -> StageCost:
+def stage1_without_model(payloads: Sequence[bytes], embeddings: np.ndarray, settings: Settings, size: int) -> StageCost:
     """The worker's own ``BatchProcessor.process`` per micro-batch, the model replaced by replayed embeddings.
 
     A first batch on a separate partition pays the clustering warm start (a one-off full KMeans) untimed.
     """
     processor = build_processor(settings, ReplayEncoder(embeddings))
-    topic, size = settings.topic_reviews, settings.batch_size
+    topic = settings.topic_reviews
     processor.process([Record(topic, PARTITIONS, i, None, p) for i, p in enumerate(payloads[: settings.warmup_size])])
     records = [Record(topic, i % PARTITIONS, i, None, p) for i, p in enumerate(payloads)]
     _, cost = timed("stage 1 without the model (BatchProcessor.process)", len(records),

@@ -117,7 +117,7 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
         learning=learning,
         follower=follower,
         settings=settings,
-        max_batch=settings.batch_size,
+        max_batch=settings.micro_batch(processor.encoder.device),
     )
     stage.restore()
     stage.recall_dead_letters(settings)

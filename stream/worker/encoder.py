@@ -32,6 +32,7 @@ class Encoder(Protocol):
 
     dim: int
     version: str
+    device: str  # "cpu" or "cuda": sets the micro-batch size (Settings.micro_batch)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray: ...
 

@@ -55,6 +55,7 @@ class WordHashEncoder:
 
     dim = 64
     version = "word-hash@test"
+    device = "cpu"
 
     def __init__(self, name: str = "word-hash") -> None:
         self.name = name

@@ -30,6 +30,7 @@ class FakeEncoder:
 
     dim = DIM
     version = "fake-enc@v1"
+    device = "cpu"
 
     def __init__(self) -> None:
         self.inputs: list[str] = []
