@@ -320,7 +320,7 @@ def run(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> dict[str, Any]
     sample_users = sorted({*rng.sample([user_id(i) for i in range(n)], k), probe})  # the probe is compared too
     result: dict[str, Any] = {
         "config": {"users": n, "events": EVENTS_PER_USER * n, "sample": len(sample_users), "partitions": settings.partitions,
-                   "batch_size": settings.batch_size, "commit_interval": settings.commit_interval,
+                   "batch_size": settings.batch_size or "auto", "commit_interval": settings.commit_interval,
                    "idle_partition_seconds": settings.idle_partition_seconds,
                    "app_id": settings.app_id, "seed": args.seed, "probe_user": probe},
     }

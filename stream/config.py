@@ -152,7 +152,7 @@ class Settings(BaseSettings):
         """
         if self.batch_size:
             return self.batch_size
-        return 32 if device == "cpu" else 256
+        return 32 if device.split(":")[0] == "cpu" else 256
 
     @property
     def decode_limits(self) -> Limits:
