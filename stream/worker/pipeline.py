@@ -125,7 +125,7 @@ class BatchProcessor:
             return {"model_version": self.model_version, "clusters": [None] * len(texts)}
         _, x, _ = self._clean_and_encode(list(texts), [kind] * len(texts))
         labels, sims = view.assign(np.stack(x))
-        return {"model_version": f"{self.encoder.version}+{view.version}", "clusters": [int(c) for c in labels],
+        return {"model_version": self.model_version, "clusters": [int(c) for c in labels],
                 "similarity": [round(float(m), 4) for m in sims]}
 
     def forget(self, terms: Mapping[str, Mapping[str, float]], user: str) -> list[dict[str, Any]]:
@@ -229,7 +229,7 @@ class BatchProcessor:
             for (r, e), c, x in zip(texts, cleaned, embeddings)
         ]
 
-    def _clean_and_encode(self, texts: list[str], kinds: list[str]) -> tuple[list[Any], list[np.ndarray], float]:
+    def _clean_and_encode(self, texts: list[str], kinds: list[str]) -> tuple[list[CleanText], np.ndarray, float]:
         """The one way a text becomes a vector, so probes (GET /model/assign) see what stage 1 sees.
 
         Also returns the seconds spent in the encoder alone (cleaning counts as decode_clean)."""
