@@ -39,17 +39,17 @@ from faust.tables.recovery import RebalanceAgain
 log = logging.getLogger(__name__)
 
 SEEK_WAIT_SECONDS = 5.0
-_PATCHED = (("recovery", "on_recovery_completed"), ("recovery", "_seek_offsets"), ("recovery", "standby_offsets"),
-            ("recovery", "standby_tps"), ("consumer", "seek_to_committed"), ("consumer", "stop_flow"),
-            ("consumer", "resume_flow"))
+_USED = {"recovery": ("on_recovery_completed", "_seek_offsets", "standby_offsets", "standby_tps"),
+         "consumer": ("seek_to_committed", "stop_flow", "resume_flow", "_thread")}  # what the patch relies on
 
 
 def keep_records_across_rebalances(app: faust.App) -> None:
     """Patch ``app``'s recovery and consumer instances (not Faust's classes) as described above."""
     recovery, consumer = app.tables.recovery, app.consumer
-    for owner, name in _PATCHED:
-        if not hasattr(recovery if owner == "recovery" else consumer, name):
-            raise RuntimeError(f"this Faust has no {owner}.{name}: update stream.worker.faust_recovery")
+    for owner, obj in (("recovery", recovery), ("consumer", consumer)):
+        missing = [name for name in _USED[owner] if not hasattr(obj, name)]
+        if missing:
+            raise RuntimeError(f"this Faust has no {owner}.{', '.join(missing)}: update stream.worker.faust_recovery")
     completed = recovery.on_recovery_completed
     seek_to_committed = consumer.seek_to_committed
 
