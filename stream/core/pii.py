@@ -19,6 +19,7 @@ import bisect
 import ipaddress
 import itertools
 import re
+import threading
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -787,9 +788,28 @@ def find(text: str, *, strict: bool = False) -> Iterator[tuple[int, int, str]]:
         yield last
 
 
+_CLEAN_MAX_CHARS = 64  # identifiers, keys, enumerations: the short values that repeat from event to event
+_CLEAN_ENTRIES = 8192
+_known_clean: dict[tuple[str, bool], None] = {}  # insertion-ordered: the oldest is dropped first
+_known_clean_lock = threading.Lock()
+
+
+def _remember_clean(text: str, strict: bool) -> None:
+    """Keep a short value found clean, so a repeat costs one lookup. Only clean values are kept: a
+    cache must not hold personal data beyond the event that carried it."""
+    if len(text) > _CLEAN_MAX_CHARS:
+        return
+    with _known_clean_lock:
+        if len(_known_clean) >= _CLEAN_ENTRIES:
+            del _known_clean[next(iter(_known_clean))]
+        _known_clean[(text, strict)] = None
+
+
 def mask(text: str, *, strict: bool = False) -> tuple[str, tuple[str, ...]]:
     """``text`` with each personal-data span replaced by its placeholder, and the kinds found (for metrics);
     ``strict`` as in :func:`find`."""
+    if (text, strict) in _known_clean:
+        return text, ()
     out: list[str] = []
     kinds: set[str] = set()
     last = 0
@@ -801,6 +821,7 @@ def mask(text: str, *, strict: bool = False) -> tuple[str, tuple[str, ...]]:
         kinds.add(kind)
         last = end
     if not kinds:
+        _remember_clean(text, strict)
         return text, ()
     out.append(text[last:])
     return "".join(out), tuple(k for k in KINDS if k in kinds)

@@ -393,12 +393,20 @@ def _consumption(profile: Profile, at: int, rules: Rules) -> dict[str, Any]:
 
 def _behaviour(profile: Profile, at: int, rules: Rules, digits: int) -> dict[str, Any]:
     day = at // DAY_MS
-    windows: dict[str, dict[str, int]] = {}
-    active: dict[str, int] = {}
-    for w in rules.windows_days:
-        inside = [kinds for d, kinds in profile["days"].items() if 0 <= day - int(d) < w]
-        windows[f"{w}d"] = {k: sum(kinds.get(k, 0) for kinds in inside) for k in EVENT_KINDS}
-        active[f"{w}d"] = len(inside)
+    counted = {w: dict.fromkeys(EVENT_KINDS, 0) for w in rules.windows_days}
+    days_in = dict.fromkeys(rules.windows_days, 0)
+    for d, kinds in profile["days"].items():  # one pass: this runs for every published profile
+        age = day - int(d)
+        if age < 0:
+            continue
+        for w, counts in counted.items():
+            if age < w:
+                days_in[w] += 1
+                for k, n in kinds.items():
+                    if k in counts:
+                        counts[k] += n
+    windows = {f"{w}d": counts for w, counts in counted.items()}
+    active = {f"{w}d": n for w, n in days_in.items()}
     longest = max(rules.windows_days)
     cats = profile["decayed"]["categories"]
     total = sum(cats.values())
