@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream.cli import main
+from stream.core import pii
 from stream.core.pii import KINDS, PLACEHOLDERS, alnum_of, digits_of, find, mask
 from stream.core.text import clean, normalize
 from stream.devtools.privacy_report import (
@@ -485,3 +486,15 @@ def test_hong_kong_macau_taiwan_mobiles_and_a_server_address_are_masked(raw: str
 )
 def test_versions_prices_and_orders_shaped_like_addresses_or_passports_are_kept(raw: str) -> None:
     assert mask(raw) == (raw, ())
+
+
+def test_the_clean_value_cache_never_holds_personal_data_and_stays_bounded() -> None:
+    phone, clean = "13812345678", "order-2024-0001"
+    for _ in range(2):  # the second time from the cache: same answers
+        assert pii.mask(phone, strict=True)[0] != phone
+        assert pii.mask(clean, strict=True) == (clean, ())
+    assert (clean, True) in pii._known_clean
+    assert not any(phone in text for text, _ in pii._known_clean)
+    for i in range(pii._CLEAN_ENTRIES + 10):
+        pii.mask(f"sku-{i}", strict=True)
+    assert len(pii._known_clean) <= pii._CLEAN_ENTRIES
