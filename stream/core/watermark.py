@@ -61,6 +61,20 @@ class Watermark:
         self.partition_seen[source] = now
         self.partition_next[source] = max(self.partition_next.get(source, 0), offset + 1)
 
+    def stalled(self, highwaters: Mapping[str, int | None], now: float) -> list[str]:
+        """Owned partitions that look unread (their end is past what this run read) yet sent nothing for
+        ``idle_after`` seconds. After a restart or a rebalance, reading starts at the committed offset, so a
+        partition with no new record never reaches its end here: :meth:`resume_from` says where it started."""
+        return [s for s, end in highwaters.items()
+                if end is not None and self.partition_next.get(s, 0) < end
+                and now - self.partition_seen.get(s, now) >= self.idle_after]
+
+    def resume_from(self, offsets: Mapping[str, int]) -> None:
+        """Reading of these partitions (re)started at these offsets (the group's committed offsets): every
+        record before them was read, and its event time checkpointed, before it was committed."""
+        for source, offset in offsets.items():
+            self.partition_next[source] = max(self.partition_next.get(source, 0), offset)
+
     def event(self, source: str, ts_ms: int) -> None:
         """A valid event with event time ``ts_ms`` came from ``source``."""
         self.partition_max[source] = max(self.partition_max.get(source, 0), ts_ms)

@@ -5,11 +5,13 @@ Commit order (at-least-once, made exact by idempotence):
 Stage 1 ``encode`` (continuous micro-batches of the input topics, manual acks; see
 :mod:`stream.worker.stage1`):
   1. decode/validate, clean, encode, assign and learn in a worker thread;
-  2. publish dead letters, per-user updates and event-time ticks, and wait until the
-     broker has them;
-  3. at most once per commit interval: write the clustering checkpoint atomically (it
-     records, per source partition, the last offset learned from), then ack every batch
-     it covers; Faust commits acked offsets after flushing its producer.
+  2. publish dead letters, per-user updates and event-time ticks (the next batch starts
+     without waiting for the broker: the producer keeps each partition in order) and the
+     batch's learning, which is awaited, so that redelivered texts are not sent again;
+  3. at most once per commit interval: wait until the broker has everything sent so far,
+     write the clustering checkpoint atomically (it records, per source partition, the
+     last offset learned from), then ack every batch it covers; Faust commits acked
+     offsets after flushing its producer.
   A crash before 3 redelivers the batches since the last checkpoint: the restored model
   has not learned them, so they are learned once; the updates re-sent for them are
   skipped by stage 2, and a record the checkpoint had learned is assigned, not relearned.
@@ -31,7 +33,7 @@ from typing import Any
 import faust
 
 from stream.config import Settings
-from stream.core.messages import Kind
+from stream.core.messages import Kind, unpack_internal
 from stream.core.profile import Rules
 from stream.core.stage2 import Outputs, ProfileStage
 from stream.kafka.model_topics import ModelFollower
@@ -74,7 +76,7 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     sources = app.topic(*settings.kind_of_topic, **raw)
     json_out = {"key_serializer": "raw", "value_serializer": "json"}
-    updates = app.topic(settings.topic_updates, **json_out)
+    updates = app.topic(settings.topic_updates, **raw)  # packed per partition: stream.core.messages.pack_internal
     profiles_out = app.topic(settings.topic_profiles, **json_out)
     tombstones = app.topic(settings.topic_profiles, key_serializer="raw", value_serializer="raw")
     alerts_out = app.topic(settings.topic_alerts, **json_out)
@@ -163,15 +165,20 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
     @app.agent(updates, name="apply")
     async def apply(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            picked = time.time()
-            started = time.perf_counter()
-            out = profiles.handle(event.value, event.message.partition)
-            applied = time.perf_counter()
-            await publish(out)
-            if event.value.get("kind") != Kind.TICK:  # a tick is not an event: it re-assesses a whole partition
-                metrics.record_stage("stage2_pickup", picked - (event.message.timestamp or picked))
-                metrics.record_stage("table_write", applied - started)
-                metrics.record_stage("publish_profile", time.perf_counter() - applied)
+            picked, first = time.time(), time.perf_counter()  # an update also waits for those before it in the pack
+            waited, wrote, published = [], [], []
+            for message in unpack_internal(event.value):
+                started = time.perf_counter()
+                out = profiles.handle(message, event.message.partition)
+                applied = time.perf_counter()
+                await publish(out)
+                if message.get("kind") != Kind.TICK:  # a tick is not an event: it re-assesses a whole partition
+                    waited.append(picked - (event.message.timestamp or picked) + (started - first))
+                    wrote.append(applied - started)
+                    published.append(time.perf_counter() - applied)
+            metrics.record_stage("stage2_pickup", waited)
+            metrics.record_stage("table_write", wrote)
+            metrics.record_stage("publish_profile", published)
 
     def ready() -> bool:
         return app.tables.recovery.completed.is_set() and not app.rebalancing

@@ -28,7 +28,7 @@ STAGES = (
     "encode",  # sentence encoder
     "cluster",  # assign + learn + keyword counts
     "outbox_wait",  # processed -> published: updates held for their tick, texts held for the warm start
-    "publish_updates",  # send to profile-updates until the broker acknowledged
+    "publish_updates",  # hand updates, ticks, dead letters to the producer (delivery is awaited before the ack)
     "stage2_pickup",  # update published -> picked up by stage 2
     "table_write",  # apply the update, churn step, table write
     "publish_profile",  # send profile (and alert) to the output topics

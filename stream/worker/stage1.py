@@ -24,10 +24,11 @@ from typing import Any
 
 import faust
 import orjson
+from aiokafka.partitioner import murmur2
 
 from stream.config import Settings
 from stream.core.intake import parse_dead_letter_key
-from stream.core.messages import make_tick
+from stream.core.messages import Tick, Update, make_tick, pack_internal
 from stream.kafka.clients import committed_offsets, read_topic
 from stream.kafka.model_topics import ModelFollower, sent_since
 from stream.worker import checkpoint
@@ -43,6 +44,12 @@ def _position(event: faust.EventT) -> tuple[str, int]:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def user_partition(user_id: str, partitions: int) -> int:
+    """A user's partition of the internal topic: the Kafka client's default partitioner (murmur2 of the
+    key), which Faust's ``table_route`` also uses, so a lookup goes to the worker holding the profile."""
+    return (murmur2(user_id.encode()) & 0x7FFFFFFF) % partitions
 
 
 class EncodeStage:
@@ -93,6 +100,10 @@ class EncodeStage:
         self.space = asyncio.Event()  # set when the queue has room again
         self.failed: BaseException | None = None  # the batching task's error, re-raised in the agent
         self.processed_at: dict[tuple[str, int], float] = {}  # records processed, not yet published -> when
+        # Updates, ticks and dead letters of past batches not yet known delivered: the next batch does not
+        # wait for them (the producer keeps each partition in order); the checkpoint before an ack does.
+        self.in_flight: list[Any] = []
+        self.offsets_checked = float("-inf")  # when committed offsets were last read for silent partitions
 
     def restore(self) -> None:
         """Continue this worker's event time, erasures and sent positions, and wait for the model topic.
@@ -210,20 +221,14 @@ class EncodeStage:
         now_ms = _now_ms()
         dead = [d for d in result.dead_letters if d.key not in self.dead_sent]
         pending = [await self.dead_letters.send(key=d.key.encode(), value=d.message(now_ms), force=True) for d in dead]
-        sent = 0  # updates and ticks in event-time order (BatchResult.ticks_before); a tick goes to every partition
-        for tick, before in [*zip(result.ticks, result.ticks_before), (None, len(result.updates))]:
-            pending += [
-                await self.updates.send(key=u["user_id"].encode(), value=u, force=True) for u in result.updates[sent:before]
-            ]
-            sent = before
-            if tick is not None:
-                pending += [
-                    await self.updates.send(key=b"", value=make_tick(tick), partition=p, force=True)
-                    for p in range(self.partitions)
-                ]
-        pending += await self._send_learning(result.messages)
-        await asyncio.gather(*pending)
-        self.processor.learner.confirm(result.covers)  # only now: a send that failed is sent again on redelivery
+        for partition, messages in self._per_partition(result).items():
+            pending += [await self.updates.send(key=b"", value=value, partition=partition, force=True)
+                        for value in pack_internal(messages)]
+        learning = await self._send_learning(result.messages)
+        if learning:  # only a text batch learns; its records must not be sent again once the owner has them
+            await asyncio.gather(*learning)
+        self.processor.learner.confirm(result.covers)
+        self.in_flight += pending
         self.metrics.record_stage("publish_updates", time.perf_counter() - sending, events=len(result.updates))
         self.metrics.record_published(self.updates.get_topic_name(), len(result.updates) + len(result.ticks) * self.partitions)
         self.metrics.record_published(self.dead_letters.get_topic_name(), len(dead))
@@ -236,6 +241,20 @@ class EncodeStage:
         self.held_since = (self.held_since or time.monotonic()) if self.held else None
         await self._checkpoint_then_ack()
 
+    def _per_partition(self, result: BatchResult) -> dict[int, list[Update | Tick]]:
+        """Updates and ticks in event-time order (``BatchResult.ticks_before``) per internal partition;
+        an update goes to its user's partition, a tick to every partition."""
+        out: dict[int, list[Update | Tick]] = {}
+        sent = 0
+        for tick, before in [*zip(result.ticks, result.ticks_before), (None, len(result.updates))]:
+            for u in result.updates[sent:before]:
+                out.setdefault(user_partition(u["user_id"], self.partitions), []).append(u)
+            sent = before
+            if tick is not None:
+                for p in range(self.partitions):
+                    out.setdefault(p, []).append(make_tick(tick))
+        return out
+
     def _process(
         self, records: list[Record], force_fit: bool, highwaters: dict[str, int | None] | None
     ) -> BatchResult:
@@ -243,7 +262,28 @@ class EncodeStage:
         if self.reassigned:
             self.rescan()
         self._take_model()
+        self._resume_stalled(highwaters or {})
         return self.processor.process(records, force_fit=force_fit, highwaters=highwaters)
+
+    def _resume_stalled(self, highwaters: Mapping[str, int | None]) -> None:
+        """Tell the watermark where reading of silent partitions started (at most once per idleness period).
+
+        Without it a partition that gets no record after a restart or a rebalance would hold event
+        time (ticks, churn checks, views) back until its next record, which may be days away.
+        """
+        now = time.monotonic()
+        stalled = self.processor.clock.stalled(highwaters, now)
+        if not stalled or now - self.offsets_checked < self.settings.idle_partition_seconds:
+            return
+        self.offsets_checked = now
+        try:
+            committed = committed_offsets(self.settings, self.settings.app_id,
+                                          sorted({s.rpartition("/")[0] for s in stalled}), timeout=5.0)
+        except Exception:  # noqa: BLE001 - the broker may be unreachable for a moment: asked again next period
+            log.warning("could not read committed offsets of %s; retrying in %.0f s", stalled,
+                        self.settings.idle_partition_seconds, exc_info=True)
+            return
+        self.processor.clock.resume_from({s: committed[s] for s in stalled if s in committed})
 
     async def _send_learning(self, messages: list[dict[str, Any]]) -> list[Any]:
         """Queue this batch's learning for the model owner; the caller awaits delivery before acking."""
@@ -283,7 +323,9 @@ class EncodeStage:
         it off the latency path of small micro-batches.
         """
         if time.monotonic() - self.last_checkpoint < self.checkpoint_interval:
+            self._check_deliveries()
             return
+        await self._delivered()
         if self.dirty:
             await asyncio.get_running_loop().run_in_executor(self.executor, self._save_checkpoint)
             self.dirty = False
@@ -291,6 +333,20 @@ class EncodeStage:
             await stream.ack(event)
         self.to_ack.clear()
         self.last_checkpoint = time.monotonic()
+
+    def _check_deliveries(self) -> None:
+        """Raise a failed delivery now rather than at the next checkpoint, and drop what is settled."""
+        done = [f for f in self.in_flight if f.done()]
+        if done:
+            self.in_flight = [f for f in self.in_flight if not f.done()]
+            for f in done:
+                f.result()
+
+    async def _delivered(self) -> None:
+        """Wait until the broker has every update, tick and dead letter sent so far: only then may the
+        records behind them be acked."""
+        futures, self.in_flight = self.in_flight, []
+        await asyncio.gather(*futures)
 
     async def forget_terms(self, terms: Mapping[str, Mapping[str, int]], user: str) -> None:
         """Ask the model owner to take a forgotten user's words, snippets and writer tag out of the model.

@@ -15,7 +15,9 @@ from stream.core.messages import (
     encode_interest_vector,
     make_tick,
     make_update,
+    pack_internal,
     parse_internal,
+    unpack_internal,
     unpack_vector,
 )
 
@@ -46,6 +48,35 @@ def test_an_update_carries_its_embedding_exactly_through_json() -> None:
     u = json.loads(json.dumps(make_update(kind=Kind.SEARCH, user_id="u", event_id="e", ts_ms=1, source="s/0", offset=0,
                                           watermark=0, embedding=v, cluster=np.int64(3))))
     assert np.array_equal(unpack_vector(u["embedding"]), v) and u["cluster"] == 3 and u["kind"] == "search"
+
+
+internal_messages = st.lists(
+    st.one_of(
+        st.builds(make_tick, st.integers(0, 2**53)),
+        st.builds(
+            lambda user, offset, text, v: make_update(
+                kind="review", user_id=user, event_id=f"e{offset}", ts_ms=offset, source="reviews/0", offset=offset,
+                watermark=0, data={"tokens": [text], "rating": 5}, embedding=np.asarray(v, dtype=np.float32)),
+            st.text(min_size=1, max_size=20), st.integers(0, 2**40), st.text(max_size=300),
+            st.lists(st.floats(-1, 1, width=32), min_size=1, max_size=64),
+        ),
+    ),
+    max_size=40,
+)
+
+
+@given(internal_messages, st.integers(min_value=2, max_value=4096))
+def test_packs_keep_every_internal_message_in_order_within_the_size_limit(messages: list, max_bytes: int) -> None:
+    values = pack_internal(messages, max_bytes=max_bytes)
+    assert [m for v in values for m in unpack_internal(v)] == json.loads(json.dumps(messages))
+    for v in values:
+        assert len(v) <= max_bytes or len(unpack_internal(v)) == 1  # only a lone message may exceed the limit
+    assert len(values) <= len(messages)
+
+
+def test_a_lone_internal_message_from_an_older_worker_is_one_message() -> None:
+    tick = make_tick(42)
+    assert unpack_internal(json.dumps(tick).encode()) == [tick]
 
 
 def test_an_unknown_event_kind_cannot_be_built() -> None:

@@ -18,9 +18,11 @@ from typing import Any
 import pytest
 
 from stream.config import Settings
+from stream.core.messages import unpack_internal
+from stream.core.watermark import Watermark
 from stream.worker.metrics import Metrics
 from stream.worker.pipeline import BatchResult, Record
-from stream.worker.stage1 import EncodeStage
+from stream.worker.stage1 import EncodeStage, user_partition
 
 
 @dataclass
@@ -58,14 +60,20 @@ class FakeStream:
 
 
 class FakeTopic:
-    def __init__(self, name: str) -> None:
+    """Delivered at once, or (``hold``) only when the test settles the futures in ``deliveries``."""
+
+    def __init__(self, name: str, hold: bool = False) -> None:
         self.name = name
+        self.hold = hold
         self.sent: list[Any] = []
+        self.deliveries: list[asyncio.Future] = []
 
     async def send(self, *, key: bytes, value: Any, partition: int | None = None, force: bool = False) -> asyncio.Future:
         self.sent.append(value)
         done = asyncio.get_running_loop().create_future()
-        done.set_result(None)
+        if not self.hold:
+            done.set_result(None)
+        self.deliveries.append(done)
         return done
 
     def get_topic_name(self) -> str:
@@ -80,9 +88,10 @@ class FakeProcessor:
     go: threading.Event = field(default_factory=threading.Event)
     fail: bool = False
     encoder: Any = field(default_factory=lambda: SimpleNamespace(version="fake"))
-    clock: Any = field(default_factory=lambda: SimpleNamespace(partition_next={}))
+    clock: Any = field(default_factory=Watermark)
     learner: Any = field(default_factory=lambda: SimpleNamespace(confirm=lambda covers: None))
     watermark: int = 0
+    learns: bool = False  # each batch also has learning for the model owner
 
     def __post_init__(self) -> None:
         self.go.set()
@@ -95,14 +104,17 @@ class FakeProcessor:
         if self.fail:
             raise RuntimeError("encoder exploded")
         self.batches.append([r.offset for r in records])
-        return BatchResult(updates=[
+        result = BatchResult(updates=[
             {"user_id": "u", "source": r.source, "offset": r.offset, "kind": "review"} for r in records
         ], released=[(r.source, r.offset) for r in records])
+        if self.learns and records:
+            result.messages, result.covers = [{"type": "learn"}], {records[0].source: records[-1].offset}
+        return result
 
 
 def make_stage(processor: FakeProcessor, tmp_path: Path, *, max_batch: int = 256,
-               checkpoint_interval: float = 0.0) -> tuple[EncodeStage, FakeTopic]:
-    updates = FakeTopic("profile-updates")
+               checkpoint_interval: float = 0.0, hold: bool = False) -> tuple[EncodeStage, FakeTopic]:
+    updates = FakeTopic("profile-updates", hold=hold)
     stage = EncodeStage(
         processor,  # type: ignore[arg-type]
         tmp_path / "clustering.ckpt",
@@ -159,7 +171,7 @@ def test_a_lone_event_is_processed_at_once_and_events_that_come_meanwhile_form_t
     # No timer tick ran: the first event did not wait for a window, and the five that came
     # while it was encoded were taken together, in order.
     assert processor.batches == [[0], [1, 2, 3, 4, 5]]
-    assert [u["offset"] for u in updates.sent] == [0, 1, 2, 3, 4, 5]
+    assert [u["offset"] for value in updates.sent for u in unpack_internal(value)] == [0, 1, 2, 3, 4, 5]
 
 
 def test_batches_never_exceed_max_batch_and_the_agent_waits_when_the_queue_is_full(tmp_path: Path) -> None:
@@ -227,3 +239,102 @@ def test_a_failing_batch_stops_the_agent_without_acking(tmp_path: Path) -> None:
 
     run(scenario)
     assert stream.acked == []
+
+
+def test_the_next_batch_does_not_wait_for_the_broker_but_acks_do(tmp_path: Path) -> None:
+    processor = FakeProcessor()
+    stage, updates = make_stage(processor, tmp_path, hold=True, checkpoint_interval=3600.0)
+    stream = FakeStream()
+
+    async def scenario() -> None:
+        agent = asyncio.ensure_future(stage.consume(stream))  # type: ignore[arg-type]
+        stream.incoming.put_nowait(event(0))
+        await until(lambda: len(updates.deliveries) == 1, "the first batch was handed to the producer")
+        stream.incoming.put_nowait(event(1))
+        await until(lambda: len(processor.batches) == 2, "the second batch ran while the first was undelivered")
+        stage.checkpoint_interval = 0.0
+        stage.tick()  # the checkpoint now waits for the deliveries
+        await asyncio.sleep(0.05)
+        assert stream.acked == [], "nothing is acked before delivery"
+        for f in updates.deliveries:
+            f.set_result(None)
+        await until(lambda: sorted(stream.acked) == [0, 1], "the acks after delivery")
+        agent.cancel()
+        await asyncio.gather(agent, return_exceptions=True)
+
+    run(scenario)
+
+
+def test_learning_counts_as_sent_only_once_delivered_and_the_next_batch_waits_for_it(tmp_path: Path) -> None:
+    confirmed: list[Any] = []
+    processor = FakeProcessor(learner=SimpleNamespace(confirm=confirmed.append), learns=True)
+    stage, _ = make_stage(processor, tmp_path)
+    stage.learning = learning = FakeTopic("learning", hold=True)  # type: ignore[assignment]
+    stream = FakeStream()
+
+    async def scenario() -> None:
+        agent = asyncio.ensure_future(stage.consume(stream))  # type: ignore[arg-type]
+        stream.incoming.put_nowait(event(0))
+        await until(lambda: len(learning.deliveries) == 1, "the batch's learning was handed to the producer")
+        stream.incoming.put_nowait(event(1))
+        await asyncio.sleep(0.05)
+        assert processor.batches == [[0]] and confirmed == [], "redelivered texts would be sent again"
+        learning.deliveries[0].set_result(None)
+        await until(lambda: len(processor.batches) == 2, "the next batch after delivery")
+        agent.cancel()
+        await asyncio.gather(agent, return_exceptions=True)
+
+    run(scenario)
+    assert confirmed[0] == {"reviews/0": 0}
+
+
+def test_a_failed_delivery_stops_the_agent_and_nothing_it_covers_is_acked(tmp_path: Path) -> None:
+    processor = FakeProcessor()
+    stage, updates = make_stage(processor, tmp_path, hold=True)
+    stream = FakeStream()
+
+    async def scenario() -> None:
+        agent = asyncio.ensure_future(stage.consume(stream))  # type: ignore[arg-type]
+        stream.incoming.put_nowait(event(0))
+        await until(lambda: len(updates.deliveries) == 1, "the batch was handed to the producer")
+        updates.deliveries[0].set_exception(RuntimeError("broker said no"))
+        stage.tick()
+        await until(lambda: stage.failed is not None, "the delivery failure reached the batching task")
+        stream.incoming.put_nowait(event(1))
+        with pytest.raises(RuntimeError, match="broker said no"):
+            await agent
+
+    run(scenario)
+    assert stream.acked == []
+
+
+@pytest.mark.parametrize(("key", "java_murmur2"), [
+    ("21", -973932308), ("foobar", -790332482), ("a-little-bit-long-string", -985981536),
+    ("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971), ("abc", 479470107),
+])
+def test_a_users_internal_partition_is_the_one_kafkas_default_partitioner_picks(key: str, java_murmur2: int) -> None:
+    # Values of Kafka's own Utils.murmur2 (its UtilsTest): the producer, Faust's table routing and this agree.
+    for partitions in (1, 4, 7, 12):
+        assert user_partition(key, partitions) == (java_murmur2 & 0x7FFFFFFF) % partitions
+
+
+def test_updates_and_ticks_keep_event_time_order_in_every_partition(tmp_path: Path) -> None:
+    stage, _ = make_stage(FakeProcessor(), tmp_path)
+    stage.partitions = 3
+    users = [f"user-{i}" for i in range(12)]
+    updates = [{"user_id": u, "offset": i, "kind": "order"} for i, u in enumerate(users)]
+    result = BatchResult(updates=updates, ticks=[100, 200], ticks_before=[4, 9])  # type: ignore[arg-type]
+    packs = stage._per_partition(result)
+    assert set(packs) == {0, 1, 2}
+    for partition, messages in packs.items():
+        offsets_before_ticks, seen = [], []
+        for m in messages:
+            if m["kind"] == "tick":
+                offsets_before_ticks.append(list(seen))
+            else:
+                assert user_partition(m["user_id"], 3) == partition
+                seen.append(m["offset"])
+        assert [m["watermark"] for m in messages if m["kind"] == "tick"] == [100, 200]
+        assert seen == sorted(seen)
+        assert offsets_before_ticks == [[o for o in seen if o < 4], [o for o in seen if o < 9]]
+    assert sorted(m["offset"] for ms in packs.values() for m in ms if m["kind"] != "tick") == list(range(12))

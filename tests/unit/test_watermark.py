@@ -61,6 +61,30 @@ def test_state_round_trip_resumes_where_it_stopped() -> None:
     assert (again.value, again.last_tick, again.partition_max, again.first_ms) == (w.value, w.last_tick, w.partition_max, w.first_ms)
 
 
+def test_after_a_restart_a_silent_partition_stops_holding_event_time_once_told_where_reading_started() -> None:
+    before = Watermark(idle_after=30.0)
+    for p, ts in ((0, 20 * DAY), (1, 4 * DAY)):
+        before.read(f"t/{p}", 0, now=0.0)
+        before.event(f"t/{p}", ts)
+    before.advance({"t/0": 1, "t/1": 1}, now=31.0)
+    again = Watermark(idle_after=30.0)  # restarted: both records were read, checkpointed and committed before
+    again.load_state(before.state())
+    again.owned(["t/0", "t/1"], now=100.0)
+    ends = {"t/0": 1, "t/1": 1}
+    assert again.stalled(ends, now=110.0) == [], "not silent long enough to ask"
+    assert again.stalled(ends, now=131.0) == ["t/0", "t/1"]
+    again.advance(ends, now=131.0)
+    assert again.value == 20 * DAY, "restored, not moved by the silent partitions"
+    again.event("t/1", 25 * DAY)  # a new record on t/1 (offset 1): t/0 alone is silent
+    again.read("t/1", 1, now=140.0)
+    assert again.stalled({"t/0": 1, "t/1": 2}, now=141.0) == ["t/0"]
+    again.resume_from({"t/0": 1})
+    assert again.stalled({"t/0": 1, "t/1": 2}, now=141.0) == []
+    assert again.advance({"t/0": 1, "t/1": 2}, now=175.0) == 25 * DAY, "t/0 read to its end and silent: idle"
+    again.resume_from({"t/1": 0})
+    assert again.partition_next["t/1"] == 2, "an older committed offset never moves reading back"
+
+
 @given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 400 * DAY), st.floats(0, 100)), max_size=40))
 def test_the_watermark_never_goes_back(steps: list[tuple[int, int, float]]) -> None:
     w = Watermark(lateness_ms=5, idle_after=10.0)
