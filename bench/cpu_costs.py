@@ -51,11 +51,21 @@ class StageCost:
         return asdict(self)
 
 
-def timed(stage: str, events: int, work: Callable[[], T]) -> tuple[T, StageCost]:
-    wall, cpu = time.perf_counter(), time.process_time()
-    out = work()
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return out, StageCost(stage, 1e6 * wall / events, 1e6 * cpu / events)
+REPEATS = 3
+
+
+def timed(stage: str, events: int, work: Callable[[], T], repeats: int = REPEATS) -> tuple[T, StageCost]:
+    """The cheapest of ``repeats`` runs (by CPU time): a garbage collection or another process landing
+    in one run inflates it, not the work (timeit's advice). Work that changes state is timed once."""
+    best: tuple[float, float] | None = None
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        out = work()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        if best is None or cpu < best[1]:
+            best = (wall, cpu)
+    assert best is not None
+    return out, StageCost(stage, 1e6 * best[0] / events, 1e6 * best[1] / events)
 
 
 def batched(items: Sequence[T], size: int) -> list[Sequence[T]]:
@@ -166,5 +176,5 @@ def stage1_without_model(payloads: Sequence[bytes], embeddings: np.ndarray, sett
     processor.process([Record(topic, PARTITIONS, i, None, p) for i, p in enumerate(payloads[: settings.warmup_size])])
     records = [Record(topic, i % PARTITIONS, i, None, p) for i, p in enumerate(payloads)]
     _, cost = timed("stage 1 without the model (BatchProcessor.process)", len(records),
-                    lambda: [processor.process(b) for b in batched(records, size)])
+                    lambda: [processor.process(b) for b in batched(records, size)], repeats=1)
     return cost
