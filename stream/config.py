@@ -79,7 +79,8 @@ class Settings(BaseSettings):
     # Micro-batching
     batch_size: int = Field(
         0, ge=0, description="max events per micro-batch (a batch takes what queued while the last ran); "
-        "0 = 32 on a CPU, where a bigger batch adds wait without speed, 256 on a GPU")
+        "0 = 32 on a CPU, where a bigger batch adds wait without speed, growing to 256 under a backlog "
+        "of at least 256 events; 256 on a GPU")
     max_text_chars: int = Field(2000, ge=1, description="longer texts are cut to this for the encoder; the cut is recorded")
     reject_text_chars: int = Field(100_000, ge=1, description="longer texts are dead-lettered (records near the broker's 1 MB limit)")
     max_future_seconds: float = Field(300.0, ge=0, description="events whose time is further ahead of the wall clock are dead-lettered")
@@ -154,6 +155,12 @@ class Settings(BaseSettings):
         if self.batch_size:
             return self.batch_size
         return 32 if device.split(":")[0] == "cpu" else 256
+
+    @property
+    def backlog_batch(self) -> int:
+        """Events per micro-batch while a backlog of at least this many waits: then only throughput
+        matters, and on a CPU 256 per batch encodes ~10% more per second than 32 (less padding)."""
+        return self.batch_size or 256
 
     @property
     def decode_limits(self) -> Limits:

@@ -120,6 +120,7 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
         follower=follower,
         settings=settings,
         max_batch=settings.micro_batch(processor.encoder.device),
+        backlog_batch=settings.backlog_batch,
     )
     stage.restore()
     stage.recall_dead_letters(settings)

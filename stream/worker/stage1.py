@@ -7,7 +7,8 @@ what the last clustering checkpoint covers (see :mod:`stream.worker.agents` for 
 Batching is continuous (as in text-embeddings-inference): the agent only queues events, and
 one batching task takes everything queued the moment the previous batch is done. A quiet
 stream therefore never waits for a window to fill, and batches grow only while the encoder
-is busy (up to ``max_batch`` events; the encoder cuts them into token-budget batches).
+is busy (up to ``max_batch`` events, ``backlog_batch`` under a backlog; the encoder cuts them into
+token-budget batches).
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class EncodeStage:
         follower: ModelFollower,
         settings: Settings,
         max_batch: int = 256,
+        backlog_batch: int | None = None,
     ) -> None:
         self.processor = processor
         self.learning = learning
@@ -94,7 +96,9 @@ class EncodeStage:
         self.dirty = False
         self.last_checkpoint = time.monotonic()
         self.dead_sent: set[str] = set()
-        self.max_batch = max_batch
+        self.small_batch = max_batch
+        self.backlog_batch = backlog_batch or max_batch
+        self.max_batch = max_batch  # the current cap: backlog_batch while that many events wait (_cap)
         self.queued: deque[tuple[faust.StreamT, faust.EventT, float]] = deque()  # with the wall time it arrived
         self.wakeup = asyncio.Event()  # set when something is queued or the timer wants time to pass
         self.space = asyncio.Event()  # set when the queue has room again
@@ -172,9 +176,11 @@ class EncodeStage:
             while True:
                 await self.wakeup.wait()
                 self.wakeup.clear()
+                highwaters = self.highwaters()
+                self.max_batch = self._cap(highwaters)
                 taken = [self.queued.popleft() for _ in range(min(len(self.queued), self.max_batch))]
                 self.space.set()
-                await self._batch(taken)
+                await self._batch(taken, highwaters)
                 if self.queued:
                     self.wakeup.set()
         except BaseException as exc:
@@ -184,7 +190,18 @@ class EncodeStage:
             self.space.set()
             raise
 
-    async def _batch(self, taken: list[tuple[faust.StreamT, faust.EventT, float]]) -> None:
+    def _cap(self, highwaters: Mapping[str, int | None]) -> int:
+        """The next batch's size limit: small while the stream keeps up (every event waits for its whole
+        batch), ``backlog_batch`` once that many records wait to be read (then throughput is what counts)."""
+        if self.backlog_batch <= self.small_batch:
+            return self.small_batch
+        read = self.processor.clock.partition_next
+        lag = sum(end - read[s] for s, end in highwaters.items() if end is not None and s in read)
+        return self.backlog_batch if lag >= self.backlog_batch else self.small_batch
+
+    async def _batch(
+        self, taken: list[tuple[faust.StreamT, faust.EventT, float]], highwaters: dict[str, int | None]
+    ) -> None:
         """One micro-batch (empty: only let time pass); the lock keeps ``forget_terms`` out meanwhile."""
         events = [e for _, e, _ in taken]
         records = [
@@ -198,7 +215,7 @@ class EncodeStage:
         async with self.lock:
             for stream, e, _ in taken:
                 self.held.setdefault(_position(e), []).append((stream, e))
-            await self._run(records, force_fit=force_fit, highwaters=self.highwaters())
+            await self._run(records, force_fit=force_fit, highwaters=highwaters)
 
     async def _run(
         self, records: list[Record], *, force_fit: bool, highwaters: dict[str, int | None] | None = None

@@ -12,8 +12,13 @@ def test_auto_micro_batch_is_small_on_a_cpu_and_large_on_a_gpu(device: str, expe
     assert Settings(batch_size=0).micro_batch(device) == expected
 
 
-def test_an_explicit_micro_batch_wins_on_any_device() -> None:
-    assert {Settings(batch_size=100).micro_batch(d) for d in ("cpu", "cuda")} == {100}
+def test_an_explicit_micro_batch_wins_on_any_device_backlog_or_not() -> None:
+    s = Settings(batch_size=100)
+    assert {s.micro_batch(d) for d in ("cpu", "cuda")} == {s.backlog_batch} == {100}
+
+
+def test_under_a_backlog_auto_batches_grow_to_the_gpu_size() -> None:
+    assert Settings(batch_size=0).backlog_batch == 256
 
 
 def test_a_negative_micro_batch_is_refused() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -338,3 +339,30 @@ def test_updates_and_ticks_keep_event_time_order_in_every_partition(tmp_path: Pa
         assert seen == sorted(seen)
         assert offsets_before_ticks == [[o for o in seen if o < 4], [o for o in seen if o < 9]]
     assert sorted(m["offset"] for ms in packs.values() for m in ms if m["kind"] != "tick") == list(range(12))
+
+
+def test_batches_grow_to_the_backlog_size_only_while_a_backlog_waits(tmp_path: Path) -> None:
+    processor = FakeProcessor()
+    stage, _ = make_stage(processor, tmp_path, max_batch=2)
+    stage.backlog_batch = 8
+    processor.clock.read("reviews/0", 0, now=time.monotonic())  # one record read: the position is known
+    assert stage._cap({"reviews/0": 5, "reviews/1": 100}) == 2, "a partition never read does not count"
+    assert stage._cap({"reviews/0": 9}) == 8, "8 records wait to be read"
+    assert stage._cap({"reviews/0": 8}) == 2
+    stream = FakeStream()
+    end = {"reviews/0": 1000}
+    stage.highwaters = lambda: dict(end)
+
+    async def scenario() -> None:
+        agent = asyncio.ensure_future(stage.consume(stream))  # type: ignore[arg-type]
+        processor.go.clear()
+        for offset in range(1, 20):
+            stream.incoming.put_nowait(event(offset))
+        await until(lambda: len(stage.queued) == 8, "the queue fills to the backlog size")
+        processor.go.set()
+        await until(lambda: sum(map(len, processor.batches)) == 19, "everything processed")
+        agent.cancel()
+        await asyncio.gather(agent, return_exceptions=True)
+
+    run(scenario)
+    assert max(map(len, processor.batches)) == 8
