@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from confluent_kafka import Producer
 
 from bench.naive import NaiveLoop
 from bench.processes import PeakRss, cpu_seconds, disk_usage, rss_bytes
@@ -29,7 +30,7 @@ from stream.devtools.broker import LocalBroker, free_port
 from stream.devtools.feed import FeedEvent, reviews_feed
 from stream.devtools.produce import produce_feed
 from stream.devtools.worker_process import WorkerProcess
-from stream.kafka.clients import topic_offsets
+from stream.kafka.clients import make_producer, topic_offsets
 from stream.kafka.topics import ensure_topics
 
 PREWARM_EVENTS = 256  # more than the clustering warm-up buffer, so the clusterer is fitted before timing starts
@@ -119,10 +120,13 @@ def worker_settings(pipeline: Settings, broker: str, data_dir: Path) -> Settings
     })
 
 
-def prewarm(cfg: E2EConfig, settings: Settings, watcher: ProfileWatcher, worker: Consumer, phase: str = "warm") -> None:
-    """Pay model load, consumer-group join and the clustering warm start before any clock runs."""
+def prewarm(cfg: E2EConfig, settings: Settings, watcher: ProfileWatcher, worker: Consumer, producer: Producer,
+            phase: str = "warm") -> None:
+    """Pay model load, consumer-group join, the clustering warm start and the producer's idempotence
+    handshake (every phase then sends through this one producer, as a long-lived service would) before
+    any clock runs."""
     events = review_events(cfg, phase, PREWARM_EVENTS, users=64, seed=cfg.seed + 2)
-    produce_feed(settings, events, total=len(events), show_progress=True)
+    produce_feed(settings, events, total=len(events), show_progress=True, producer=producer)
     watcher.wait_for(per_user(events), worker.check_alive)
 
 
@@ -135,12 +139,12 @@ class Saturation:
 
 
 def saturate(settings: Settings, watcher: ProfileWatcher, worker: Consumer, broker_pid: int,
-             events: list[FeedEvent]) -> Saturation:
+             events: list[FeedEvent], producer: Producer) -> Saturation:
     """Produce everything at once; the clock stops when the last event's profile update arrives."""
     expected = per_user(events)
     worker_cpu, broker_cpu = cpu_seconds(worker.pid), cpu_seconds(broker_pid)
     start = time.monotonic()
-    produce_feed(settings, events, total=len(events), show_progress=True)
+    produce_feed(settings, events, total=len(events), show_progress=True, producer=producer)
     watcher.wait_for(expected, worker.check_alive)
     end = max(watcher.appeared(u, n) for u, n in expected.items())
     return Saturation(len(events), end - start, cpu_seconds(worker.pid) - worker_cpu,
@@ -148,7 +152,7 @@ def saturate(settings: Settings, watcher: ProfileWatcher, worker: Consumer, brok
 
 
 def latencies_ms(settings: Settings, watcher: ProfileWatcher, worker: Consumer, events: list[FeedEvent],
-                 rate: float) -> np.ndarray:
+                 rate: float, producer: Producer) -> np.ndarray:
     """Per event: arrival of the first profile that counts it, minus the moment it was handed to the producer."""
     sent: dict[tuple[str, int], float] = {}
     counts: Counter[str] = Counter()
@@ -158,7 +162,8 @@ def latencies_ms(settings: Settings, watcher: ProfileWatcher, worker: Consumer, 
         counts[user] += 1
         sent[(user, counts[user])] = time.monotonic()
 
-    produce_feed(settings, events, rate=rate, on_sent=on_sent, total=len(events), show_progress=True)
+    produce_feed(settings, events, rate=rate, on_sent=on_sent, total=len(events), show_progress=True,
+                 producer=producer)
     watcher.wait_for(counts, worker.check_alive)
     return np.array([1000 * (watcher.appeared(u, c) - t) for (u, c), t in sent.items()])
 
@@ -186,22 +191,24 @@ def run_e2e(cfg: E2EConfig, progress: Callable[[str], None]) -> E2EResult:
         progress("starting worker")
         worker.wait_healthy()
         progress(f"pre-warming with {PREWARM_EVENTS} events")
-        prewarm(cfg, settings, watcher, worker)
+        producer = make_producer(settings)
+        prewarm(cfg, settings, watcher, worker, producer)
         rss_rest = rss_bytes(worker.pid)
         with PeakRss(worker.pid) as peak:
             progress(f"saturation: {cfg.events} events")
             events = review_events(cfg, "sat", cfg.events, users=cfg.events // 5, seed=cfg.seed)
             before_sat = scrape(settings)
-            sat = saturate(settings, watcher, worker, broker_pid, events)
+            sat = saturate(settings, watcher, worker, broker_pid, events, producer)
             before_lat = scrape(settings)
             rate = sat.events / sat.seconds / 2
             n = max(1, round(rate * cfg.latency_seconds))
             progress(f"latency: {n} events at {rate:.1f}/s")
-            lat = latencies_ms(settings, watcher, worker, review_events(cfg, "lat", n, n // 2, cfg.seed + 1), rate)
+            lat = latencies_ms(settings, watcher, worker, review_events(cfg, "lat", n, n // 2, cfg.seed + 1), rate,
+                               producer)
             after_lat = scrape(settings)
         worker.stop()
         disk = disk_usage(settings.data_dir)
-        naive = run_naive(cfg, settings, tmp, broker_pid, progress)
+        naive = run_naive(cfg, settings, tmp, broker_pid, progress, producer)
         return E2EResult(
             events=sat.events,
             seconds=sat.seconds,
@@ -224,7 +231,7 @@ def run_e2e(cfg: E2EConfig, progress: Callable[[str], None]) -> E2EResult:
 
 
 def run_naive(cfg: E2EConfig, pipeline: Settings, tmp: Path, broker_pid: int,
-              progress: Callable[[str], None]) -> dict[str, Any]:
+              progress: Callable[[str], None], producer: Producer) -> dict[str, Any]:
     """The same phases through the naive loop, on topics and a consumer group of its own (the worker is stopped)."""
     settings = pipeline.model_copy(update={
         "app_id": f"{pipeline.app_id}-naive", "topic_reviews": "naive-reviews", "topic_profiles": "naive-profiles",
@@ -233,15 +240,16 @@ def run_naive(cfg: E2EConfig, pipeline: Settings, tmp: Path, broker_pid: int,
     wait_for_leaders(settings, settings.topic_profiles)
     with ProfileWatcher(settings) as watcher, NaiveLoop(settings, tmp) as naive:
         progress(f"naive loop: pre-warming with {PREWARM_EVENTS} events")
-        prewarm(cfg, settings, watcher, naive, phase="nwarm")
+        prewarm(cfg, settings, watcher, naive, producer, phase="nwarm")
         n_sat = min(cfg.events, NAIVE_EVENTS)
         progress(f"naive loop: saturation, {n_sat} events")
         sat = saturate(settings, watcher, naive, broker_pid,
-                       review_events(cfg, "nsat", n_sat, users=n_sat // 5, seed=cfg.seed))
+                       review_events(cfg, "nsat", n_sat, users=n_sat // 5, seed=cfg.seed), producer)
         rate = sat.events / sat.seconds / 2
         n = max(1, round(rate * cfg.latency_seconds))
         progress(f"naive loop: latency, {n} events at {rate:.1f}/s")
-        lat = latencies_ms(settings, watcher, naive, review_events(cfg, "nlat", n, n // 2, cfg.seed + 1), rate)
+        lat = latencies_ms(settings, watcher, naive, review_events(cfg, "nlat", n, n // 2, cfg.seed + 1), rate,
+                           producer)
     return {
         "events": sat.events,
         "events_per_s": sat.events / sat.seconds,
