@@ -795,8 +795,8 @@ _known_clean_lock = threading.Lock()
 
 
 def _remember_clean(text: str, strict: bool) -> None:
-    """Keep a short value found clean, so a repeat costs one lookup. Only clean values are kept: a
-    cache must not hold personal data beyond the event that carried it."""
+    """Keep a short value found clean, so a repeat costs one lookup. Only values the scan found clean are
+    kept (ids, keys, enumerations, which may reach outputs as they are); nothing it masks is ever held."""
     if len(text) > _CLEAN_MAX_CHARS:
         return
     with _known_clean_lock:

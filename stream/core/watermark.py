@@ -36,6 +36,7 @@ class Watermark:
         self.partition_max: dict[str, int] = {}  # newest event time per "topic/partition"
         self.partition_seen: dict[str, float] = {}  # monotonic time of the last record (or of first sight)
         self.partition_next: dict[str, int] = {}  # next offset to read
+        self.assigned: set[str] = set()  # the partitions of the last owned() call
         self.value = 0
         self.last_tick: int | None = None
         self.first_ms: int | None = None  # oldest event time seen: where the tick schedule starts
@@ -52,9 +53,12 @@ class Watermark:
         self.first_ms = state.get("first_event")
 
     def owned(self, sources: Iterable[str], now: float) -> None:
-        """Partitions assigned to this worker; one never heard of starts its idleness clock now."""
-        for source in sources:
-            self.partition_seen.setdefault(source, now)
+        """Partitions assigned to this worker; one newly (re)assigned starts its idleness clock now, so a
+        partition that comes back after a while on another worker is not idle before it could be silent."""
+        current = set(sources)
+        for source in current - self.assigned:
+            self.partition_seen[source] = now
+        self.assigned = current
 
     def read(self, source: str, offset: int, now: float) -> None:
         """A record was consumed from ``source`` (whether or not it was valid)."""

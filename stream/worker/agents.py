@@ -5,9 +5,10 @@ Commit order (at-least-once, made exact by idempotence):
 Stage 1 ``encode`` (continuous micro-batches of the input topics, manual acks; see
 :mod:`stream.worker.stage1`):
   1. decode/validate, clean, encode, assign and learn in a worker thread;
-  2. publish dead letters, per-user updates and event-time ticks (the next batch starts
-     without waiting for the broker: the producer keeps each partition in order) and the
-     batch's learning, which is awaited, so that redelivered texts are not sent again;
+  2. publish dead letters, per-user updates and event-time ticks once the previous batch's
+     are delivered (so the next batch is processed while the broker acknowledges the last
+     one, and a failed delivery is never followed by a later one: it stops the worker), and
+     the batch's learning, which is awaited, so that redelivered texts are not sent again;
   3. at most once per commit interval: wait until the broker has everything sent so far,
      write the clustering checkpoint atomically (it records, per source partition, the
      last offset learned from), then ack every batch it covers; Faust commits acked
@@ -45,6 +46,9 @@ from stream.worker.stage1 import EncodeStage
 from stream.worker.web import register_views
 
 
+UPDATES_BUFFER = 256  # internal records Faust may buffer for stage 2: at most 128 MiB of packs
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -76,7 +80,9 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     sources = app.topic(*settings.kind_of_topic, **raw)
     json_out = {"key_serializer": "raw", "value_serializer": "json"}
-    updates = app.topic(settings.topic_updates, **raw)  # packed per partition: stream.core.messages.pack_internal
+    # Packed per partition (stream.core.messages.pack_internal): a record can hold a whole micro-batch, so
+    # Faust buffers fewer of them than its default 4,096 (up to 512 KiB each).
+    updates = app.topic(settings.topic_updates, maxsize=UPDATES_BUFFER, **raw)
     profiles_out = app.topic(settings.topic_profiles, **json_out)
     tombstones = app.topic(settings.topic_profiles, key_serializer="raw", value_serializer="raw")
     alerts_out = app.topic(settings.topic_alerts, **json_out)
@@ -121,6 +127,7 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
         settings=settings,
         max_batch=settings.micro_batch(processor.encoder.device),
         backlog_batch=settings.backlog_batch,
+        crash=app.crash,
     )
     stage.restore()
     stage.recall_dead_letters(settings)

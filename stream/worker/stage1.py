@@ -18,8 +18,8 @@ import logging
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,10 @@ def _position(event: faust.EventT) -> tuple[str, int]:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _failure(future: Any) -> BaseException | None:
+    return asyncio.CancelledError() if future.cancelled() else future.exception()
 
 
 def user_partition(user_id: str, partitions: int) -> int:
@@ -73,6 +77,7 @@ class EncodeStage:
         settings: Settings,
         max_batch: int = 256,
         backlog_batch: int | None = None,
+        crash: Callable[[BaseException], Awaitable[None]] | None = None,
     ) -> None:
         self.processor = processor
         self.learning = learning
@@ -104,10 +109,15 @@ class EncodeStage:
         self.space = asyncio.Event()  # set when the queue has room again
         self.failed: BaseException | None = None  # the batching task's error, re-raised in the agent
         self.processed_at: dict[tuple[str, int], float] = {}  # records processed, not yet published -> when
-        # Updates, ticks and dead letters of past batches not yet known delivered: the next batch does not
-        # wait for them (the producer keeps each partition in order); the checkpoint before an ack does.
+        # Updates, ticks and dead letters of the last batch not yet known delivered: the next batch is
+        # processed meanwhile and sends only once they are (_delivered), as does the checkpoint before an ack.
         self.in_flight: list[Any] = []
-        self.offsets_checked = float("-inf")  # when committed offsets were last read for silent partitions
+        self.crash = crash  # stops the whole worker (Faust's App.crash): outputs the broker refused
+        self.undelivered: BaseException | None = None  # set for good once an output was not delivered
+        self.offsets_checked = float("-inf")  # when committed offsets were last asked for silent partitions
+        self.offsets_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="committed-offsets")
+        self.offsets_query: tuple[Future[dict[str, int]], list[str]] | None = None  # asked, not yet used
+        self.stall_asked: dict[str, int] = {}  # silent partition -> the end offset it was asked about at
 
     def restore(self) -> None:
         """Continue this worker's event time, erasures and sent positions, and wait for the model topic.
@@ -146,6 +156,8 @@ class EncodeStage:
         Waits while ``max_batch`` events are queued, so a backlog stays in Faust's buffers and,
         beyond them, on the broker. An error of the batching task is raised here, in the agent.
         """
+        if self.undelivered is not None:  # an agent restarted by Faust's supervisor must not ack anything
+            raise self.undelivered
         acks = stream.noack()
         batching = asyncio.ensure_future(self._batch_forever())
         try:
@@ -233,6 +245,7 @@ class EncodeStage:
         for r in records:
             if (r.source, r.offset) in result.held_positions:
                 self.processed_at.setdefault((r.source, r.offset), done)
+        await self._delivered()  # the previous batch's outputs: delivered while this batch was processed
         sending = time.perf_counter()
         self.dirty |= bool(records or result.updates or result.ticks)
         now_ms = _now_ms()
@@ -257,6 +270,65 @@ class EncodeStage:
             self.to_ack.extend(self.held.pop(p, ()))
         self.held_since = (self.held_since or time.monotonic()) if self.held else None
         await self._checkpoint_then_ack()
+
+    def _per_partition(self, result: BatchResult) -> dict[int, list[Update | Tick]]:
+        """Updates and ticks in event-time order (``BatchResult.ticks_before``) per internal partition;
+        an update goes to its user's partition, a tick to every partition."""
+        out: dict[int, list[Update | Tick]] = {}
+        sent = 0
+        for tick, before in [*zip(result.ticks, result.ticks_before), (None, len(result.updates))]:
+            for u in result.updates[sent:before]:
+                out.setdefault(user_partition(u["user_id"], self.partitions), []).append(u)
+            sent = before
+            if tick is not None:
+                for p in range(self.partitions):
+                    out.setdefault(p, []).append(make_tick(tick))
+        return out
+
+    def _process(
+        self, records: list[Record], force_fit: bool, highwaters: dict[str, int | None] | None
+    ) -> BatchResult:
+        """In the executor: take a newer model version (and rescan after a rebalance) before the batch."""
+        if self.reassigned:
+            self.rescan()
+        self._take_model()
+        self._resume_stalled(highwaters or {})
+        return self.processor.process(records, force_fit=force_fit, highwaters=highwaters)
+
+    def _resume_stalled(self, highwaters: Mapping[str, int | None]) -> None:
+        """Tell the watermark where reading of silent partitions started (asked at most once per idleness
+        period, and once per end offset of a partition, in a thread of its own so that a slow broker
+        never holds a batch up; the answer is used by the next batch).
+
+        Without it a partition that gets no record after a restart or a rebalance would hold event
+        time (ticks, churn checks, views) back until its next record, which may be days away.
+        """
+        if self.offsets_query is not None:
+            query, asked = self.offsets_query
+            if not query.done():
+                return
+            self.offsets_query = None
+            try:
+                self.processor.clock.resume_from(query.result())
+            except Exception:  # noqa: BLE001 - the broker may be unreachable for a moment: asked again next period
+                log.warning("could not read committed offsets of %s; asking again in %.0f s", asked,
+                            self.settings.idle_partition_seconds, exc_info=True)
+                for source in asked:
+                    self.stall_asked.pop(source, None)
+        now = time.monotonic()
+        stalled = [s for s in self.processor.clock.stalled(highwaters, now) if self.stall_asked.get(s) != highwaters[s]]
+        if not stalled or now - self.offsets_checked < self.settings.idle_partition_seconds:
+            return
+        self.offsets_checked = now
+        for source in stalled:
+            self.stall_asked[source] = highwaters[source]  # type: ignore[assignment]  # stalled: end is known
+        topics = sorted({s.rpartition("/")[0] for s in stalled})
+
+        def ask() -> dict[str, int]:
+            committed = committed_offsets(self.settings, self.settings.app_id, topics, timeout=5.0)
+            return {s: committed[s] for s in stalled if s in committed}
+
+        self.offsets_query = (self.offsets_pool.submit(ask), stalled)
 
     def _per_partition(self, result: BatchResult) -> dict[int, list[Update | Tick]]:
         """Updates and ticks in event-time order (``BatchResult.ticks_before``) per internal partition;
@@ -340,7 +412,6 @@ class EncodeStage:
         it off the latency path of small micro-batches.
         """
         if time.monotonic() - self.last_checkpoint < self.checkpoint_interval:
-            self._check_deliveries()
             return
         await self._delivered()
         if self.dirty:
@@ -351,19 +422,30 @@ class EncodeStage:
         self.to_ack.clear()
         self.last_checkpoint = time.monotonic()
 
-    def _check_deliveries(self) -> None:
-        """Raise a failed delivery now rather than at the next checkpoint, and drop what is settled."""
-        done = [f for f in self.in_flight if f.done()]
-        if done:
-            self.in_flight = [f for f in self.in_flight if not f.done()]
-            for f in done:
-                f.result()
-
     async def _delivered(self) -> None:
-        """Wait until the broker has every update, tick and dead letter sent so far: only then may the
-        records behind them be acked."""
-        futures, self.in_flight = self.in_flight, []
-        await asyncio.gather(*futures)
+        """Wait until the broker has every update, tick and dead letter handed over so far.
+
+        Called before a batch's outputs are sent, so at most one batch is in flight and a pack that
+        failed is never followed by a later one on its partition (stage 2 would then skip the failed
+        updates as applied when they come again), and before any ack. A failed delivery stops the
+        worker: nothing more is acked in this process, and a restart reads from the committed offsets.
+        """
+        futures = self.in_flight
+        if not futures:
+            return
+        await asyncio.wait(futures)  # kept in in_flight meanwhile: a cancelled wait forgets nothing
+        self.in_flight = []
+        failed = next((e for e in map(_failure, futures) if e is not None), None)
+        if failed is None:
+            return
+        self.to_ack.clear()
+        self.held.clear()
+        self.undelivered = failed
+        log.error("an output of stage 1 was not delivered (%r): stopping the worker, which reads again from "
+                  "the committed offsets when restarted", failed)
+        if self.crash is not None:
+            await self.crash(failed)
+        raise failed
 
     async def forget_terms(self, terms: Mapping[str, Mapping[str, int]], user: str) -> None:
         """Ask the model owner to take a forgotten user's words, snippets and writer tag out of the model.

@@ -242,7 +242,7 @@ def test_a_failing_batch_stops_the_agent_without_acking(tmp_path: Path) -> None:
     assert stream.acked == []
 
 
-def test_the_next_batch_does_not_wait_for_the_broker_but_acks_do(tmp_path: Path) -> None:
+def test_the_next_batch_is_processed_while_the_last_is_delivered_and_sent_only_after(tmp_path: Path) -> None:
     processor = FakeProcessor()
     stage, updates = make_stage(processor, tmp_path, hold=True, checkpoint_interval=3600.0)
     stream = FakeStream()
@@ -253,12 +253,12 @@ def test_the_next_batch_does_not_wait_for_the_broker_but_acks_do(tmp_path: Path)
         await until(lambda: len(updates.deliveries) == 1, "the first batch was handed to the producer")
         stream.incoming.put_nowait(event(1))
         await until(lambda: len(processor.batches) == 2, "the second batch ran while the first was undelivered")
-        stage.checkpoint_interval = 0.0
-        stage.tick()  # the checkpoint now waits for the deliveries
         await asyncio.sleep(0.05)
+        assert len(updates.deliveries) == 1, "at most one batch in flight: the second waits to send"
         assert stream.acked == [], "nothing is acked before delivery"
-        for f in updates.deliveries:
-            f.set_result(None)
+        stage.checkpoint_interval = 0.0
+        updates.hold = False
+        updates.deliveries[0].set_result(None)
         await until(lambda: sorted(stream.acked) == [0, 1], "the acks after delivery")
         agent.cancel()
         await asyncio.gather(agent, return_exceptions=True)
@@ -289,9 +289,15 @@ def test_learning_counts_as_sent_only_once_delivered_and_the_next_batch_waits_fo
     assert confirmed[0] == {"reviews/0": 0}
 
 
-def test_a_failed_delivery_stops_the_agent_and_nothing_it_covers_is_acked(tmp_path: Path) -> None:
+def test_a_failed_delivery_stops_the_worker_and_nothing_is_acked_even_after_a_restart(tmp_path: Path) -> None:
     processor = FakeProcessor()
+    crashed: list[BaseException] = []
+
+    async def crash(exc: BaseException) -> None:
+        crashed.append(exc)
+
     stage, updates = make_stage(processor, tmp_path, hold=True)
+    stage.crash = crash
     stream = FakeStream()
 
     async def scenario() -> None:
@@ -299,14 +305,20 @@ def test_a_failed_delivery_stops_the_agent_and_nothing_it_covers_is_acked(tmp_pa
         stream.incoming.put_nowait(event(0))
         await until(lambda: len(updates.deliveries) == 1, "the batch was handed to the producer")
         updates.deliveries[0].set_exception(RuntimeError("broker said no"))
-        stage.tick()
+        stream.incoming.put_nowait(event(1))  # processed, but never sent: the last batch failed
         await until(lambda: stage.failed is not None, "the delivery failure reached the batching task")
-        stream.incoming.put_nowait(event(1))
+        stream.incoming.put_nowait(event(2))
         with pytest.raises(RuntimeError, match="broker said no"):
             await agent
+        with pytest.raises(RuntimeError, match="broker said no"):  # Faust's supervisor restarts the agent
+            await stage.consume(stream)  # type: ignore[arg-type]
+        stage.tick()
+        await asyncio.sleep(0.05)
 
     run(scenario)
-    assert stream.acked == []
+    assert stream.acked == [] and not stage.to_ack and not stage.held
+    assert len(updates.deliveries) == 1, "no later batch was sent after the failed one"
+    assert [str(e) for e in crashed] == ["broker said no"]
 
 
 @pytest.mark.parametrize(("key", "java_murmur2"), [

@@ -85,6 +85,17 @@ def test_after_a_restart_a_silent_partition_stops_holding_event_time_once_told_w
     assert again.partition_next["t/1"] == 2, "an older committed offset never moves reading back"
 
 
+def test_a_partition_that_comes_back_from_another_worker_must_be_silent_again_before_it_is_idle() -> None:
+    w = Watermark(idle_after=30.0)
+    w.owned(["t/0", "t/1"], now=0.0)
+    w.read("t/1", 0, now=0.0)
+    w.event("t/1", DAY)
+    w.owned(["t/0"], now=10.0)  # t/1 moved to another worker, which read it on while its producer wrote
+    w.owned(["t/0", "t/1"], now=500.0)  # ... and it came back
+    assert w.stalled({"t/0": 0, "t/1": 40}, now=501.0) == [], "its idleness clock starts again on return"
+    assert w.stalled({"t/0": 0, "t/1": 40}, now=531.0) == ["t/1"]
+
+
 @given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 400 * DAY), st.floats(0, 100)), max_size=40))
 def test_the_watermark_never_goes_back(steps: list[tuple[int, int, float]]) -> None:
     w = Watermark(lateness_ms=5, idle_after=10.0)
