@@ -330,50 +330,6 @@ class EncodeStage:
 
         self.offsets_query = (self.offsets_pool.submit(ask), stalled)
 
-    def _per_partition(self, result: BatchResult) -> dict[int, list[Update | Tick]]:
-        """Updates and ticks in event-time order (``BatchResult.ticks_before``) per internal partition;
-        an update goes to its user's partition, a tick to every partition."""
-        out: dict[int, list[Update | Tick]] = {}
-        sent = 0
-        for tick, before in [*zip(result.ticks, result.ticks_before), (None, len(result.updates))]:
-            for u in result.updates[sent:before]:
-                out.setdefault(user_partition(u["user_id"], self.partitions), []).append(u)
-            sent = before
-            if tick is not None:
-                for p in range(self.partitions):
-                    out.setdefault(p, []).append(make_tick(tick))
-        return out
-
-    def _process(
-        self, records: list[Record], force_fit: bool, highwaters: dict[str, int | None] | None
-    ) -> BatchResult:
-        """In the executor: take a newer model version (and rescan after a rebalance) before the batch."""
-        if self.reassigned:
-            self.rescan()
-        self._take_model()
-        self._resume_stalled(highwaters or {})
-        return self.processor.process(records, force_fit=force_fit, highwaters=highwaters)
-
-    def _resume_stalled(self, highwaters: Mapping[str, int | None]) -> None:
-        """Tell the watermark where reading of silent partitions started (at most once per idleness period).
-
-        Without it a partition that gets no record after a restart or a rebalance would hold event
-        time (ticks, churn checks, views) back until its next record, which may be days away.
-        """
-        now = time.monotonic()
-        stalled = self.processor.clock.stalled(highwaters, now)
-        if not stalled or now - self.offsets_checked < self.settings.idle_partition_seconds:
-            return
-        self.offsets_checked = now
-        try:
-            committed = committed_offsets(self.settings, self.settings.app_id,
-                                          sorted({s.rpartition("/")[0] for s in stalled}), timeout=5.0)
-        except Exception:  # noqa: BLE001 - the broker may be unreachable for a moment: asked again next period
-            log.warning("could not read committed offsets of %s; retrying in %.0f s", stalled,
-                        self.settings.idle_partition_seconds, exc_info=True)
-            return
-        self.processor.clock.resume_from({s: committed[s] for s in stalled if s in committed})
-
     async def _send_learning(self, messages: list[dict[str, Any]]) -> list[Any]:
         """Queue this batch's learning for the model owner; the caller awaits delivery before acking."""
         futures = [await self.learning.send(key=self.sender, value=orjson.dumps(m), force=True) for m in messages]
