@@ -39,6 +39,7 @@ from stream.core.profile import Rules
 from stream.core.stage2 import Outputs, ProfileStage
 from stream.kafka.model_topics import ModelFollower
 from stream.worker.dashboard import RecentAlerts, place
+from stream.worker.json_table import JsonValues, dumps
 from stream.worker.metrics import Metrics
 from stream.worker.owner import OwnerStage
 from stream.worker.pipeline import BatchProcessor
@@ -83,22 +84,21 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
     # Packed per partition (stream.core.messages.pack_internal): a record can hold a whole micro-batch, so
     # Faust buffers fewer of them than its default 4,096 (up to 512 KiB each).
     updates = app.topic(settings.topic_updates, maxsize=UPDATES_BUFFER, **raw)
-    profiles_out = app.topic(settings.topic_profiles, **json_out)
-    tombstones = app.topic(settings.topic_profiles, key_serializer="raw", value_serializer="raw")
-    alerts_out = app.topic(settings.topic_alerts, **json_out)
     changelog = {"segment.ms": str(3_600_000), "min.cleanable.dirty.ratio": "0.2"}  # let compaction keep recovery short
     table = app.Table(
         "profile-state",
         default=None,
         partitions=settings.partitions,
-        schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+        value_type=bytes,  # JsonValues encodes: Faust picks the serializer from this type, not from the schema
+        schema=faust.Schema(key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"),
         extra_topic_configs=changelog,
     )
     forgotten = app.Table(
         "forgotten",
         default=None,
         partitions=settings.partitions,
-        schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+        value_type=bytes,  # JsonValues encodes: Faust picks the serializer from this type, not from the schema
+        schema=faust.Schema(key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"),
         help="per forgotten user only the source offsets already applied, so redelivery cannot resurrect a profile",
         extra_topic_configs=changelog,
     )
@@ -131,15 +131,20 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
     )
     stage.restore()
     stage.recall_dead_letters(settings)
-    profiles = ProfileStage(table, forgotten, rules_from(settings), _now_ms)
+    profiles = ProfileStage(JsonValues(table), JsonValues(forgotten), rules_from(settings), _now_ms)
+
+    async def send(topic: str, user: str, value: bytes | None) -> None:
+        """Straight to Faust's producer (flushed before every commit), past the per-message layers of
+        ``Topic.send``: two sends per event are most of what stage 2 costs besides the profile itself."""
+        await app.producer.send(topic, user.encode(), value, partition=None, timestamp=None, headers=None)
 
     async def publish(out: Outputs) -> None:
         for user, view in out.profiles:
-            await profiles_out.send(key=user.encode(), value=view, force=True)
+            await send(settings.topic_profiles, user, dumps(view))
         for user, alert in out.alerts:
-            await alerts_out.send(key=user.encode(), value=alert, force=True)
+            await send(settings.topic_alerts, user, dumps(alert))
         for user in out.tombstones:
-            await tombstones.send(key=user.encode(), value=None, force=True)
+            await send(settings.topic_profiles, user, None)
         metrics.record_published(settings.topic_profiles, len(out.profiles) + len(out.tombstones))
         metrics.record_published(settings.topic_alerts, len(out.alerts))
         for _, alert in out.alerts:
