@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from enum import StrEnum
-from functools import cache
+from functools import cache, lru_cache
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from typing import Any
 import fastjsonschema
 import orjson
 
+from stream.core.redact import mask_head
 from stream.core.text import mask_pii
 
 MAX_TS_MS = 253402300799999  # 9999-12-31T23:59:59.999Z, the largest time RFC 3339 can write
@@ -64,6 +65,7 @@ class Reason(StrEnum):
     UNKNOWN_KIND = "unknown event type"
     CURRENCY = "unsupported currency"
     PII_USER_ID = "personal data in user_id"
+    FAILED = "processing failed"  # no rule foresaw what went wrong: the error names the exception
 
 
 _PARTIAL_PLACEHOLDER = re.compile(r"\[[A-Z]{0,8}$")  # a masking placeholder the cut went through
@@ -129,16 +131,29 @@ def parse_ts(value: object) -> int:
     else:
         ms = _parse_text_ts(value)
     if not 0 <= ms <= MAX_TS_MS:
-        raise ValueError(f"{value!r} is outside 1970-01-01 .. 9999-12-31")
+        raise ValueError("outside 1970-01-01 .. 9999-12-31 (UTC)")
     return ms
+
+
+# RFC 3339 date-time (section 5.6): "T"/"Z" in either case, a space for the T (section 5.6's note),
+# any fraction, a leap second (":60", read as the last millisecond of :59, as one leaps in POSIX time).
+_RFC3339 = re.compile(
+    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
 
 
 def _parse_text_ts(value: object) -> int:
     if not isinstance(value, str):
         raise ValueError(f"expected RFC 3339 text or epoch milliseconds, got {type(value).__name__}")
-    dt = datetime.fromisoformat(value)
-    if dt.tzinfo is None:
-        raise ValueError(f"{value!r} has no time zone")
+    m = _RFC3339.fullmatch(value)
+    if m is None:
+        zone = "" if re.search(r"([Zz]|[+-]\d{2}:?\d{2})$", value) else " (no time zone?)"
+        raise ValueError(f"not RFC 3339 date-time text like 2026-01-01T08:00:00+08:00{zone}")
+    date, minutes, seconds, fraction, zone = m.groups()
+    leap = seconds == "60"
+    millis = "999" if leap else (fraction or "")[:3].ljust(3, "0")
+    zone = "+00:00" if zone in "Zz" else zone
+    dt = datetime.fromisoformat(f"{date}T{minutes}:{'59' if leap else seconds}.{millis}{zone}")
     return (dt - _EPOCH) // timedelta(milliseconds=1)
 
 
@@ -148,7 +163,14 @@ def format_ts(ms: int) -> str:
     >>> format_ts(1767225600123)
     '2026-01-01T00:00:00.123Z'
     """
-    return (_EPOCH + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    seconds, millis = divmod(ms, 1000)
+    return f"{_second(seconds)}.{millis:03d}Z"
+
+
+@lru_cache(maxsize=4096)
+def _second(seconds: int) -> str:
+    """The date and time of a whole second: a profile view formats several timestamps, mostly recent ones."""
+    return (_EPOCH + timedelta(seconds=seconds)).isoformat(timespec="seconds").removesuffix("+00:00")
 
 
 class _DuplicateKey(ValueError):
@@ -188,7 +210,8 @@ def decode(kind: str, value: bytes | None, *, now_ms: int, limits: Limits) -> Ev
     try:
         obj = _UNIQUE.decode(text)
     except _DuplicateKey as exc:
-        return Rejected(Reason.DUPLICATE_KEY, f"key {str(exc)[:64]!r} appears twice in one object")
+        key = mask_head(str(exc), 64).value  # masked before the cut, and a secret the cut splits is dropped
+        return Rejected(Reason.DUPLICATE_KEY, f"key {key!r} appears twice in one object")
     except (ValueError, RecursionError) as exc:  # orjson accepted it, so only nesting deeper than Python's stack
         return Rejected(Reason.NOT_JSON, str(exc)[:200])
     try:

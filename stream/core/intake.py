@@ -16,10 +16,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from functools import cache
 from decimal import Decimal
 from typing import Any
 
-from stream.core.events import KINDS, Event, Limits, Reason, Rejected, decode
+from stream.core.events import KINDS, Event, Limits, Reason, Rejected, decode, schema
 from stream.core.messages import dead_letter
 from stream.core.privacy import contains_pii, pseudonym, scrub
 from stream.core.profile import ATTRIBUTES
@@ -96,7 +97,17 @@ class Intake:
         self.pseudonym_key = pseudonym_key
 
     def decode(self, record: Record, *, now_ms: int) -> Event | Rejected:
-        """The record as a protected event, or why not; ``now_ms`` (wall clock) bounds event time."""
+        """The record as a protected event, or why not; ``now_ms`` (wall clock) bounds event time.
+
+        Never raises: a record that makes decoding fail in a way no rule foresaw is dead-lettered as
+        such (and can be replayed once fixed) rather than stopping the worker at every restart.
+        """
+        try:
+            return self._decode(record, now_ms)
+        except Exception as exc:  # noqa: BLE001 - the poison-record guard; the reason names the failure
+            return Rejected(Reason.FAILED, f"{type(exc).__name__}: {str(exc)[:200]}")
+
+    def _decode(self, record: Record, now_ms: int) -> Event | Rejected:
         kind = self.kind_of_topic.get(record.topic)
         if kind is None:
             return Rejected(Reason.UNKNOWN_KIND, f"topic {record.topic!r} has no event contract")
@@ -119,7 +130,9 @@ class Intake:
         event_id = event.event_id
         if event_id is None or contains_pii(event_id):
             event_id = f"{record.source}/{record.offset}"
-        fields = {**event.fields, **{k: scrub(event.fields.get(k)) for k in SCRUBBED if k in event.fields}}
+        known = _contract_fields(event.kind)  # nothing reads other fields: dropped, not masked and carried
+        fields = {k: v for k, v in event.fields.items() if k in known}
+        fields.update({k: scrub(fields[k]) for k in SCRUBBED if k in fields})
         text_field = KINDS[event.kind][1]
         prose = {text_field: fields.pop(text_field)} if text_field in fields else {}
         structured = {k: fields.pop(k) for k in STRUCTURED if k in fields}
@@ -131,6 +144,11 @@ class Intake:
             "event_id": event_id,
         }
         return replace(event, user_id=user, event_id=event_id, fields=fields)
+
+
+@cache
+def _contract_fields(kind: str) -> frozenset[str]:
+    return frozenset(schema(KINDS[kind][0])["properties"])
 
 
 def plain_data(event: Event) -> dict[str, Any]:

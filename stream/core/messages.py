@@ -21,7 +21,7 @@ import numpy as np
 import orjson
 
 from stream.core.events import format_ts
-from stream.core.redact import ERROR_LIMIT, encodable, mask_head, redact_bytes, redact_key
+from stream.core.redact import ERROR_LIMIT, encodable, mask_head, redact_bytes, redact_key, unescape
 
 PROFILE_SCHEMA_VERSION = 3  # 3: interests.interest_vector may be float16/base64 (interest_vector_encoding)
 VectorEncoding = Literal["float16-base64", "json"]
@@ -214,7 +214,7 @@ def dead_letter(
         "truncated": bool(text and text.truncated),
         "pii_masked": [] if text is None else list(text.kinds),
         "reason": reason,
-        "error": encodable(mask_head(error, ERROR_LIMIT).value),
+        "error": encodable(mask_head(unescape(error), ERROR_LIMIT).value),  # read as written, not as repr() shows it
         "failed_at": format_ts(failed_at_ms),
     }
 

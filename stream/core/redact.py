@@ -11,6 +11,7 @@ megabyte of digits cannot stall a worker; a secret cut by the cap is dropped, ne
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from collections.abc import Mapping
@@ -27,9 +28,10 @@ _MARGIN = (
     512  # longer than any span pii.find can match: what straddles a cut lies within it
 )
 _ESCAPE = re.compile(
-    r"\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})|\\u([0-9a-fA-F]{4})|\\([\"\\/bfnrt])"
+    r"\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})"
+    r"|\\u([0-9a-fA-F]{4})|\\x([0-9a-fA-F]{2})|\\U([0-9a-fA-F]{8})|\\([\"'\\/bfnrt])"
 )
-_SIMPLE = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+_SIMPLE = {'"': '"', "'": "'", "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,18 +71,20 @@ def mask_head(text: str, limit: int, *, strict: bool = True) -> Masked:
 
 
 def unescape(text: str) -> str:
-    r"""Decode JSON escapes (``\uXXXX`` with surrogate pairs joined, ``\n``, ``\t``...) in text that is
-    not valid JSON, so that ``142\n6104\t3176`` is read as the number it is.
+    r"""Decode JSON escapes (``\uXXXX`` with surrogate pairs joined, ``\n``, ``\t``...) and Python's
+    (``\xa0``, ``\U0001d7cf``: what ``repr`` writes in an error message), so that ``142\n6104\t3176``
+    or ``'138\xa01234\xa05678'`` is read as the number it is.
 
-    >>> unescape(r'\u7535\u8bdd 142\t6104 \ud83d\ude00 \"')
-    '电话 142\t6104 😀 "'
+    >>> unescape(r'\u7535\u8bdd 142\t6104 \ud83d\ude00 \" 1\xa02')
+    '电话 142\t6104 😀 " 1\xa02'
     """
 
     def one(m: re.Match[str]) -> str:
-        if m[4]:
-            return _SIMPLE[m[4]]
-        if m[3]:
-            return chr(int(m[3], 16))
+        if m[6]:
+            return _SIMPLE[m[6]]
+        code = m[3] or m[4] or m[5]
+        if code:
+            return chr(min(int(code, 16), 0x10FFFF))
         return chr(0x10000 + ((int(m[1], 16) - 0xD800) << 10) + (int(m[2], 16) - 0xDC00))
 
     return _ESCAPE.sub(one, text)
@@ -96,6 +100,8 @@ class _Budget:
         self.truncated = False
 
     def text(self, value: str) -> str:
+        if "\\" in value:  # a string holding escaped text (JSON sent as a string) is read decoded
+            value = unescape(value)
         result = mask_head(value, max(self.left, 0), strict=self.strict)
         self.left -= len(result.value)
         self.kinds.update(result.kinds)
@@ -139,7 +145,7 @@ def mask_tree(value: Any, limit: int = TEXT_LIMIT, *, numbers: bool = True, stri
 def redact_bytes(raw: bytes, limit: int = TEXT_LIMIT) -> Masked:
     """A record value as masked text for a dead letter: re-serialised JSON when it decodes, else
     the UTF-8 text with escapes decoded; at most ``limit`` characters (plus the truncation mark)."""
-    text = raw.decode("utf-8", errors="replace")
+    text = _decode_text(raw)
     try:
         masked = mask_tree(json.loads(text), limit)
     except (ValueError, RecursionError):
@@ -157,6 +163,30 @@ def redact_bytes(raw: bytes, limit: int = TEXT_LIMIT) -> Masked:
     )
 
 
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def _decode_text(raw: bytes) -> str:
+    """``raw`` as text: UTF-8, or UTF-16/32 when a byte order mark or zero bytes say so.
+
+    Read as UTF-8, UTF-16 leaves each character's low byte as a control character (full-width
+    ``１３８`` becomes ``\\x11\\ufffd\\x13\\ufffd\\x18``), from which a number can be rebuilt but not
+    recognised; control characters left after decoding are replaced for the same reason.
+    """
+    candidates = [codec for bom, codec in _BOMS if raw.startswith(bom)]
+    if not candidates and 0 in raw:  # text in UTF-8 has no zero bytes; UTF-16 has one per ASCII character
+        even, odd = raw[0::2].count(0), raw[1::2].count(0)
+        candidates = ["utf-16-be" if even > odd else "utf-16-le"]
+    for codec in candidates:
+        try:
+            return _CONTROL.sub("\ufffd", raw.decode(codec))
+        except UnicodeDecodeError:
+            continue
+    return _CONTROL.sub("\ufffd", raw.decode("utf-8", errors="replace"))
+
+
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 

@@ -620,3 +620,49 @@ def test_a_cut_through_a_masked_placeholder_leaves_no_fragment(keep: int) -> Non
     assert isinstance(result, Event)
     assert "[" not in result.text or result.text.endswith("[PHONE]"), result.text
     assert "138" not in result.text
+
+
+# --- RFC 3339 exactly ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, expected_ms",
+    [
+        ("2026-01-01t00:00:00z", TS_2026),  # RFC 3339 5.6: T and Z may be lower case
+        ("2026-01-01 08:00:00+08:00", TS_2026),  # and a space may stand for the T
+        ("2026-01-01T00:00:00.123456789Z", TS_2026 + 123),  # any fraction, read to the millisecond
+        ("2025-12-31T23:59:60Z", TS_2026 - 1),  # a leap second: the last millisecond of :59
+        ("2026-01-01T07:59:60.5+08:00", TS_2026 - 1),
+    ],
+)
+def test_every_rfc3339_form_is_read(text: str, expected_ms: int) -> None:
+    assert parse_ts(text) == expected_ms
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2026-W01-4T00:00:00Z", "20260101T000000Z", "2026-01-01T00:00:00+0000", "2026-01-01T00:00:00+00",
+     "2026-01-01T00:00:00,5Z", "2026-01-01T00:00:00+00:00:30", "2026-01-01T00:00Z", "2026-01-01",
+     "2026-01-01T24:00:00Z", "2026-02-30T00:00:00Z", "２０２６-01-01T00:00:00Z", "2026-01-01T00:00:00Z\n"],
+)
+def test_other_iso_8601_forms_are_refused_with_a_reason(text: str) -> None:
+    result = dec("review", with_("review", ts=text))
+    assert isinstance(result, Rejected) and result.reason == Reason.BAD_TIME
+
+
+@settings(max_examples=300, deadline=None)
+@given(rfc3339(), st.sampled_from(["T", "t", " "]), st.booleans(), st.integers(min_value=0, max_value=9))
+def test_rfc3339_variants_read_as_the_same_instant(text: str, sep: str, lower: bool, extra_digits: int) -> None:
+    expected = parse_ts(text)
+    variant = text.replace("T", sep)
+    if "." in variant:  # more fraction digits never change the millisecond
+        variant = re.sub(r"(\.\d{3})", lambda m: m[1] + "7" * extra_digits, variant)
+    if lower:
+        variant = variant.replace("Z", "z")
+    assert parse_ts(variant) == expected
+
+
+def test_a_bad_time_error_never_echoes_the_value() -> None:
+    for ts in ["138\xa01234\xa05678", "13812345678", "1381234567８Z"]:
+        result = dec("review", with_("review", ts=ts))
+        assert isinstance(result, Rejected) and "1234" not in result.error and "８" not in result.error

@@ -88,18 +88,20 @@ def test_dead_letters_decode_escapes_mask_every_string_and_pseudonymise_the_key(
     assert json.loads(message["value_text"])["text"] == "电话[PHONE]"
 
 
-def test_every_decoded_string_is_masked_before_anything_uses_it() -> None:
+def test_fields_outside_the_contract_are_dropped_and_contract_strings_masked() -> None:
     record = attrs(
         0,
         "u1",
         region="浙江",
         gender="f",
+        occupation="QQ 88776655",
         nickname="QQ 88776655",
         extra={PHONE: ["邮箱 a (at) b (dot) com"]},
+        deep=json.loads("[" * 900 + "]" * 900),  # deeper than masking could walk: never walked
     )
     event = processor().intake.decode(record, now_ms=1_767_225_600_000 + 1000)
-    assert event.fields["nickname"] == "QQ [QQ]"
-    assert event.fields["extra"] == {"[PHONE]": ["邮箱 [EMAIL]"]}
+    assert "nickname" not in event.fields and "extra" not in event.fields and "deep" not in event.fields
+    assert event.fields["occupation"] is None  # a free-form attribute holding personal data is dropped
     assert event.fields["user_id"] == "u1" and event.fields["region"] == "浙江"
 
 
