@@ -1,10 +1,12 @@
 """End-to-end throughput, latency and memory through a real broker and a real worker process.
 
-Phases: pre-warm (model, consumer group, clustering warm start are paid before any clock runs),
-saturation (N events as fast as possible, until N updates are on the profiles topic), then latency
-at half the saturation rate. Each phase has its own users, so a user's event count identifies events.
-The worker's per-stage histograms are scraped around each phase. Then the naive one-at-a-time loop
-(:mod:`bench.naive`) runs the same phases on topics of its own on the same broker.
+First the naive one-at-a-time loop (:mod:`bench.naive`), on topics of its own on the same broker,
+then the worker, each through the same phases: pre-warm (model, consumer group, clustering warm
+start are paid before any clock runs), saturation (N events as fast as possible, until N updates
+are on the profiles topic), then latency at half its own saturation rate. The worker also runs a
+latency phase at the naive loop's rate, so the two are compared under the same offered load too.
+Each phase has its own users, so a user's event count identifies events. The worker's per-stage
+histograms are scraped around each phase.
 """
 
 from __future__ import annotations
@@ -74,6 +76,8 @@ class E2EResult:
     stages_saturation: list[dict[str, Any]]  # per stage: count, p50/p95/p99 ms (worker histograms, this phase only)
     stages_latency: list[dict[str, Any]]
     naive: dict[str, Any]  # the one-at-a-time loop: events_per_s, cpu_us_per_event, offered_rate, latency_ms
+    same_rate_latency_ms: dict[str, float]  # the pipeline at the naive loop's half-load rate (naive["offered_rate"])
+    same_rate_events: int
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -184,6 +188,9 @@ def run_e2e(cfg: E2EConfig, progress: Callable[[str], None]) -> E2EResult:
         if broker_pid is None:
             raise RuntimeError(f"broker on {broker.bootstrap} started but left no pid file")
         settings = worker_settings(cfg.pipeline, broker.bootstrap, tmp / "worker")
+        producer = make_producer(settings)
+        # The naive loop first, with no worker running: its half-load rate is also offered to the pipeline.
+        naive = run_naive(cfg, settings, tmp, broker_pid, progress, producer)
         ensure_topics(settings)
         wait_for_leaders(settings, settings.topic_profiles)
         watcher = stack.enter_context(ProfileWatcher(settings))
@@ -191,7 +198,6 @@ def run_e2e(cfg: E2EConfig, progress: Callable[[str], None]) -> E2EResult:
         progress("starting worker")
         worker.wait_healthy()
         progress(f"pre-warming with {PREWARM_EVENTS} events")
-        producer = make_producer(settings)
         prewarm(cfg, settings, watcher, worker, producer)
         rss_rest = rss_bytes(worker.pid)
         with PeakRss(worker.pid) as peak:
@@ -206,9 +212,13 @@ def run_e2e(cfg: E2EConfig, progress: Callable[[str], None]) -> E2EResult:
             lat = latencies_ms(settings, watcher, worker, review_events(cfg, "lat", n, n // 2, cfg.seed + 1), rate,
                                producer)
             after_lat = scrape(settings)
+            same = naive["offered_rate"]
+            n_same = max(1, round(same * cfg.latency_seconds))
+            progress(f"latency at the naive loop's rate: {n_same} events at {same:.1f}/s")
+            lat_same = latencies_ms(settings, watcher, worker,
+                                    review_events(cfg, "same", n_same, n_same // 2, cfg.seed + 2), same, producer)
         worker.stop()
         disk = disk_usage(settings.data_dir)
-        naive = run_naive(cfg, settings, tmp, broker_pid, progress, producer)
         return E2EResult(
             events=sat.events,
             seconds=sat.seconds,
@@ -227,12 +237,14 @@ def run_e2e(cfg: E2EConfig, progress: Callable[[str], None]) -> E2EResult:
             stages_saturation=stage_table(before_lat, before_sat),
             stages_latency=stage_table(after_lat, before_lat),
             naive=naive,
+            same_rate_latency_ms=percentiles(lat_same),
+            same_rate_events=len(lat_same),
         )
 
 
 def run_naive(cfg: E2EConfig, pipeline: Settings, tmp: Path, broker_pid: int,
               progress: Callable[[str], None], producer: Producer) -> dict[str, Any]:
-    """The same phases through the naive loop, on topics and a consumer group of its own (the worker is stopped)."""
+    """The same phases through the naive loop, on topics and a consumer group of its own (no worker running)."""
     settings = pipeline.model_copy(update={
         "app_id": f"{pipeline.app_id}-naive", "topic_reviews": "naive-reviews", "topic_profiles": "naive-profiles",
     })
