@@ -8,7 +8,8 @@ so nothing after this point sees personal data.
 Identifiers and attribute values are read strictly (:func:`stream.core.privacy.contains_pii`):
 a user id such as ``138/1234/5678`` is refused without a pseudonym key (the dead letter masks
 it), an event id holding one becomes the record position, and the fields in ``SCRUBBED`` are
-dropped. Every other string is masked (strictly, but the review or search text as prose).
+dropped. Fields the event's schema does not declare are dropped (nothing reads them); every other
+string is masked (strictly, but the review or search text as prose).
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ class Intake:
 
     def _protect(self, record: Record, event: Event) -> Event | Rejected:
         """Pseudonymise the user id (or refuse one that is personal data), drop free-form fields that hold
-        personal data and mask every other decoded string (keys included)."""
+        personal data, drop fields outside the contract and mask every other decoded string."""
         if self.pseudonym_key:
             user = pseudonym(event.user_id, self.pseudonym_key)
         elif contains_pii(event.user_id):
