@@ -112,16 +112,22 @@ _INVISIBLE_CPS = sorted(
 _INVISIBLE = re.compile(f"[{_ranges(_INVISIBLE_CPS)}]")
 _INVISIBLE_SET = frozenset(_INVISIBLE_CPS)
 # Separators that may sit between the digits of one number: spaces, every punctuation mark, math and
-# currency sign, symbol and emoji, and what Chinese typists use as dashes and bars (丨 丶 ㄧ ー 丿 ˉ 点),
+# currency sign, symbol and emoji, and what Chinese typists use as dashes and bars (丨 丶 ㄧ ー 丿 点),
 # in runs of any length. Not , : which separate distinct numbers and times in prose (ids and dead
 # letters read those too: see ``strict``), nor @ (an e-mail).
+# Modifier letters that are marks, not letters, count too: bopomofo tone marks ˊ ˇ ˋ ˉ, bars ˍ, primes ʹ,
+# length marks ː, tone letters (the Spacing Modifier Letters and Latin tone-letter blocks; their
+# superscript letters ʰ ˡ ˣ fold to letters under NFKC and stay letters), and the Arabic tatweel ـ.
 _SEP_CPS = sorted(
     (
-        {ord(c) for c in " \t\n\r\f\v.-_()[]{}<>+~|=*#'\"!?$^`\\/;%&丨丶ㄧー丿乀ˉ点\u2028\u2029"}
+        {ord(c) for c in " \t\n\r\f\v.-_()[]{}<>+~|=*#'\"!?$^`\\/;%&丨丶ㄧー丿乀点ـ\u2028\u2029"}
         | {
             cp
             for cp in range(0x80, 0x20000)
-            if unicodedata.category(chr(cp)) in ("Pd", "Zs", "So", "Sk", "Sm", "Sc", "Po", "Ps", "Pe", "Pi", "Pf")
+            if (
+                unicodedata.category(chr(cp)) in ("Pd", "Zs", "So", "Sk", "Sm", "Sc", "Po", "Ps", "Pe", "Pi", "Pf")
+                or (unicodedata.category(chr(cp)) == "Lm" and (0x2B0 <= cp < 0x300 or 0xA700 <= cp < 0xA800))
+            )
             and unicodedata.normalize("NFKC", chr(cp)) == chr(cp)
         }
     )
@@ -129,6 +135,12 @@ _SEP_CPS = sorted(
     - {ord(c) for c in "@﹫"}
 )
 _SEP = _ranges(_SEP_CPS)
+# Dashes between house, building and room numbers (88—1号, 万科城12–3–402): every dash mark, ~ and the minus
+# sign (what the full-width and small forms fold to), and the bars typed for a dash.
+_DASH_CPS = sorted(
+    {cp for cp in _SEP_CPS if unicodedata.category(chr(cp)) == "Pd"} | {ord(c) for c in "~−⁓ーㄧˉˍ˗─━⎯"}
+)
+_DASH = f"[{_ranges(_DASH_CPS)}]"
 _CN = "".join(_CN_DIGITS)
 
 # Digits NFKC leaves alone (٣, ३, dingbat ❶ ➀ ⓵): normalised text may still hold them.
@@ -201,14 +213,18 @@ _SPACE = re.compile(r"\s")
 
 # What may sit between a key word and the id: 号码, 群号, 邮箱, a colon, 是, a heart or another symbol.
 _CJK_RANGE = "\u3400-\u4dbf\u4e00-\u9fff"
-_FILLER = r"(?:群号?|号码?|邮箱|id|账号|帐号)?[^\w\n]{0,3}(?:是|为)?[\s:：]{0,2}"
+# The word may stand apart (wechat id, 微 信 号); an id glued to "id" is the id itself (微信idol_fan88).
+_FILLER = r"(?:\s{0,2}(?:群号?|号码?|邮箱|id(?![a-z])|账号|帐号))?[^\w\n]{0,3}(?:是|为)?[\s:：]{0,2}"
 _KEY_HINT = re.compile(
-    r"[加+]\s*[vV薇威微]|[wWvV]\s*[xX]|[qQ]\s*[qQ号群:：]|[微威薇徽vV][^\w\n]{0,2}信|薇|扣|企鹅|加群|绿泡泡|护照|通行证|回乡证|台胞证|[vV]\s*[:：]|[wW]\s*[eE][iI]|[cC][hH][aA][tT]|[pP][aA][sS][sS]"
+    r"[加+➕]\s*[vV薇威微]|[wWvV]\s*[xX]|[qQ]\s*[qQ号群:：]|[微威薇徽vV][^\w\n]{0,2}信|薇|扣|企鹅|加群|绿泡泡|护照|通行证|回乡证|台胞证|[vV威][^\w\n]{0,2}[:：]|[wW]\s*[eE][iI]|[cC][hH][aA][tT]|[pP][aA][sS][sS]"
+    r"|[微威薇徽]\s*[xX][iI][nN]|加\s*[❤♥💗💕💚]"
 )
 _WXID = re.compile(r"(?<![a-z0-9])wxid_[a-z0-9_\-]{3,30}", re.IGNORECASE)
+# ➕ is a plus as well (＋ ﹢ ⁺ ₊ already fold to +): ➕V zs1988, +微 zs1988.
 _WECHAT_KEY = re.compile(
     r"(?:[微威薇徽v][^\w\n]{0,2}信|绿泡泡|(?<![a-z])(?:[vw]\s?x|wei\s?xin|wechat|vchat)(?![a-z])|加\s*(?:v|[薇威微])(?![^\w\n]{0,2}信)"
-    r"|\+\s*v(?![a-z])|(?<![a-z])v\s*(?=[:：])|薇(?=\s*[^\w\s]))"
+    r"|[+➕]\s*(?:v(?![a-z])|[薇威微](?![^\w\n]{0,2}信))|(?<![a-z])v[^\w\n]{0,2}(?=[:：])|薇(?=\s*[^\w\s])"
+    r"|(?<![a-z])wei\s?信|[微威薇徽]\s?xin(?![a-z])|威[^\w\n]{1,2}(?=[:：])|加\s*[❤♥💗💕💚](?![^\w\n]{0,2}信))"
     + _FILLER,
     re.IGNORECASE,
 )
@@ -281,8 +297,8 @@ _UNIT = r"(?:[号號][楼樓]|[号號]院|[栋棟]|幢|座|[单單]元|[门門]|
 # A bare room number after a building, unit or entrance: …2单元1102, …1门302, …二单元一一零二.
 _ROOM = rf"(?:(?<=[元门楼栋幢座門樓棟])\s?[0-9{_CN}]{{2,4}}(?![0-9{_CN}年月日元块]))?"
 _HOUSE = (
-    rf"(?:\s?{_NUM}段)?\s?[甲乙丙丁]?{_NUM}(?:-{_NUM})?\s?(?:[号號]|弄|巷)(?!线|电池|球)"
-    rf"(?:[院楼樓]|\s?{_NUM}(?:-{_NUM})*\s?{_UNIT})*{_ROOM}"
+    rf"(?:\s?{_NUM}段)?\s?[甲乙丙丁]?{_NUM}(?:{_DASH}{_NUM})?\s?(?:[号號]|弄|巷)(?!线|电池|球)"
+    rf"(?:[院楼樓]|\s?{_NUM}(?:{_DASH}{_NUM})*\s?{_UNIT})*{_ROOM}"
 )
 # Building, unit, room (3栋2单元1201室, 5 栋 2 单元 301 室); the room has two characters at least, so
 # that 2号楼 3单元 alone (a metro exit, a bus stop) is no address.
@@ -295,8 +311,8 @@ _BUILDING = (
 _ESTATE = "城苑园庭府居湾村里坊邸轩阁寓厦"
 _ADDRESS = re.compile(
     rf"({_STREET}){_HOUSE}|{_BUILDING}|{_NUM}\s?[单單]元\s?{_ROOM_NUM}(?:\s?(?:室|[号號]|房|户))?"
-    rf"|(?<=[{_ESTATE}])\s?[0-9]{{1,3}}-[0-9]{{1,2}}-[0-9]{{3,4}}(?![0-9\-])(?:室|[号號]|房|户)?"
-    rf"|(?:[0-9]{{1,4}}-){{0,3}}[0-9]{{3,4}}室"
+    rf"|(?<=[{_ESTATE}])\s?[0-9]{{1,3}}{_DASH}[0-9]{{1,2}}{_DASH}[0-9]{{3,4}}(?![0-9]|{_DASH})(?:室|[号號]|房|户)?"
+    rf"|(?:[0-9]{{1,4}}{_DASH}){{0,3}}[0-9]{{3,4}}室"
 )
 _ADDRESS_HINT = re.compile(f"[号號弄巷栋棟幢座单單元室]|[{_ESTATE}]\\s?[0-9]")
 
@@ -333,6 +349,11 @@ class Shadow:
         return self.origin[start], max(last, following)
 
 
+# A digit and its punctuation in one character: 🄂 is "1,", ⒈ "1.", ⑴ "(1)". The mark is part of the glyph,
+# not typed between digits, and a comma would split a number in prose, so only the digits are kept.
+_DIGIT_GLYPH = re.compile(r"\(?([0-9]+)[.,)]")
+
+
 class _Fold(dict[int, str]):
     """``str.translate`` table: each character's NFKC form with digits in ASCII, "" for invisible ones."""
 
@@ -344,6 +365,8 @@ class _Fold(dict[int, str]):
                 c for c in unicodedata.normalize("NFKC", chr(cp)) if ord(c) not in _INVISIBLE_SET
             ).translate(_DIGIT_MAP)
         )
+        if glyph := _DIGIT_GLYPH.fullmatch(folded):
+            folded = glyph[1]
         if cp < 0x20000:  # bounds the cache; rarer planes are simply recomputed
             self[cp] = folded
         return folded
@@ -600,13 +623,19 @@ def _claim_digits_after(
     return count >= lo and not _AMOUNT_AFTER.match(s, end) and claims.add(pos, end, kind)
 
 
+def _not_placeholder(m: re.Match[str]) -> bool:
+    """A key word that is not a placeholder's own word ([WECHAT], [QQ], [PASSPORT]): what follows a placeholder
+    was read when it was masked, so taking it for a key again would break idempotence."""
+    return not _PLACEHOLDER_WORD.match(m.string, m.start() - 1)
+
+
 def _keyed(plain: str, s: str, claims: _Claims) -> None:
     """Chat ids and passports, found by their own shape or the word that introduces them.
 
     Ids are read in ``plain``, digits in ``s`` (where numerals are digits).
     """
     _claim_matches(_WXID, plain, claims, "wechat")
-    for m in _WECHAT_KEY.finditer(plain):
+    for m in filter(_not_placeholder, _WECHAT_KEY.finditer(plain)):
         spaced = _WECHAT_SPACED.match(plain, m.end())
         named = _WECHAT_NAMED.match(plain, m.end()) if re.search("[:：是为]", m[0]) else None
         ident = next(
@@ -623,9 +652,9 @@ def _keyed(plain: str, s: str, claims: _Claims) -> None:
             claims.add(*ident.span(), "wechat")
         else:
             _claim_digits_after(s, m.end(), claims, "wechat", 5, 20)
-    for m in _QQ_KEY.finditer(plain):
+    for m in filter(_not_placeholder, _QQ_KEY.finditer(plain)):
         _claim_digits_after(s, m.end(), claims, "qq", 5, 12)
-    _claim_matches(_PASSPORT_KEY, plain, claims, "passport", 1)
+    _claim_matches(_PASSPORT_KEY, plain, claims, "passport", 1, accept=_not_placeholder)
 
 
 def _ipv4(m: re.Match[str]) -> bool:
@@ -697,14 +726,21 @@ _IDENTIFIER = 128  # the longest id the schemas accept; strict mode reads a valu
 
 def _strict(sh: Shadow, claims: _Claims) -> None:
     """Numbers split by any punctuation (138/1234/5678, 138,1234,5678) and, in a short value, all of its
-    digits read as one number (u138a1234b5678): how an identifier or a dead letter is read."""
-    s = sh.text
-    _numbers(_NOT_ALNUM.sub(" ", s), sh.numerals, claims)
+    digits read as one number (u138a1234b5678): how an identifier or a dead letter is read.
+
+    Every Chinese numeral is a digit here, not only those in runs (一三八,一二三四,五六七八): ids and
+    attributes are no prose whose words (一个, 三星) they could be, and a dead letter may over-mask. All the
+    digits are read both ways, so a numeral word next to the number (u138a1234b5678第一) hides nothing.
+    """
+    s = sh.plain.translate(_CN_TABLE)
+    numerals = frozenset(m.start() for m in _CN_ANY.finditer(sh.plain))
+    _numbers(_NOT_ALNUM.sub(" ", s), numerals, claims)
     if len(s) <= _IDENTIFIER:
-        positions = [i for i, c in enumerate(s) if "0" <= c <= "9"]
-        found = _classify("".join(s[i] for i in positions), frozenset(), False) if positions else None
-        if found:
-            claims.add(positions[0], positions[-1] + 1, found[0])
+        for text in (s, sh.text) if s != sh.text else (s,):
+            positions = [m.start() for m in _ANY_DIGIT.finditer(text)]
+            found = _classify("".join(text[i] for i in positions), frozenset(), False) if positions else None
+            if found:
+                claims.add(positions[0], positions[-1] + 1, found[0])
 
 
 def _spans(sh: Shadow, strict: bool = False) -> list[tuple[int, int, str]]:
@@ -735,7 +771,7 @@ def _spans(sh: Shadow, strict: bool = False) -> list[tuple[int, int, str]]:
         _claim_matches(_PLATE, s, claims, "plate", accept=_plate)
     if _ADDRESS_HINT.search(plain):
         _claim_addresses(plain, claims)
-    if strict and _ANY_DIGIT.search(s):
+    if strict and (_ANY_DIGIT.search(s) or _CN_ANY.search(plain)):
         _strict(sh, claims)
     return claims.spans
 

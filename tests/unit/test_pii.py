@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from stream.cli import main
 from stream.core import pii
 from stream.core.pii import KINDS, PLACEHOLDERS, alnum_of, digits_of, find, mask
+from stream.core.privacy import contains_pii
 from stream.core.text import clean, normalize
 from stream.devtools.privacy_report import (
     FALSE_POSITIVE_CEILING,
@@ -498,3 +499,174 @@ def test_the_clean_value_cache_never_holds_personal_data_and_stays_bounded() -> 
     for i in range(pii._CLEAN_ENTRIES + 10):
         pii.mask(f"sku-{i}", strict=True)
     assert len(pii._known_clean) <= pii._CLEAN_ENTRIES
+
+
+# Third review: numerals in strict reading, dashes in addresses, tone marks, WeChat spellings, digit glyphs.
+NUMERAL_FORMS = {
+    "chinese": "〇一二三四五六七八九",
+    "zero-and-yao": "零幺二三四五六七八九",
+    "financial": "零壹贰叁肆伍陆柒捌玖",
+    "traditional": "零壹貳參肆伍陸柒捌玖",
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from("3456789"),
+    st.text("0123456789", min_size=9, max_size=9),
+    st.sets(st.integers(1, 10), min_size=1, max_size=4),
+    st.lists(st.sampled_from(sorted(NUMERAL_FORMS)), min_size=5, max_size=5),
+    st.sampled_from([",", ":", "，", "：", ", ", "a", "b", "x", "_", "/", "#", "、"]),
+    st.sampled_from(["", "u", "id_"]),
+)
+def test_chinese_numerals_split_by_any_punctuation_or_letters_are_one_number_in_strict_reading(
+    second: str, rest: str, cuts: set[int], forms: list[str], sep: str, prefix: str
+) -> None:
+    """Strict reading takes every Chinese numeral as a digit, so 一三八,一二三四,五六七八 is the mobile its
+    digits make, as 138,1234,5678 is (the numerals of each group in one of the written forms)."""
+    number = "1" + second + rest
+    parts = [number[a:b] for a, b in zip([0, *sorted(cuts)], [*sorted(cuts), 11])]
+    value = prefix + sep.join(
+        "".join(NUMERAL_FORMS[form][int(d)] for d in part) for form, part in zip(forms, parts)
+    )
+    masked, kinds = mask(value, strict=True)
+    assert kinds == ("phone",), (value, masked)
+    assert number not in digits_of(masked)
+
+
+@pytest.mark.parametrize(
+    "raw", ["一三八,一二三四,五六七八", "u一三八a一二三四b五六七八", "壹叁捌,壹贰叁肆,伍陆柒捌", "一三八:一二三四:五六七八"]
+)
+def test_the_reviewed_numeral_ids_are_personal_data(raw: str) -> None:
+    assert contains_pii(raw)
+
+
+@pytest.mark.parametrize("raw", ["u138a1234b5678第一", "一个u138a1234b5678", "第一 138:1234:5678"])
+def test_a_numeral_word_beside_an_identifier_hides_no_number(raw: str) -> None:
+    """Taking every numeral as a digit must not lose what the numerals-in-runs reading finds (12 digits, no phone)."""
+    masked, kinds = mask(raw, strict=True)
+    assert kinds == ("phone",) and PHONE11 not in digits_of(masked), masked
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["一个一个地试，三星的也不错，五星好评", "第一次买，一二三四五六七都在用", "卖了一三八,一二三四台", "一线城市", "三星 S24"],
+)
+def test_numerals_in_prose_stay_words_outside_strict_reading(raw: str) -> None:
+    """Only strict reading (ids, attributes, dead letters) takes a lone numeral as a digit; review text keeps
+    its words, and a short value whose numerals make no number is kept either way."""
+    assert mask(raw) == (raw, ())
+    if len(digits_of(raw)) < 11:
+        assert mask(raw, strict=True) == (raw, ())
+
+
+# Every dash Unicode has, its full-width forms, and what is typed for one.
+ADDRESS_DASHES = sorted(
+    {chr(cp) for cp in range(0x10000) if unicodedata.category(chr(cp)) == "Pd"} | set("－﹣~～−⁓ーｰㄧˉ─⎯")
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(ADDRESS_DASHES), st.sampled_from(["", "收货地址 ", "地址："]))
+def test_house_and_room_numbers_with_any_dash_are_addresses(dash: str, head: str) -> None:
+    for raw, expected, secret in (
+        (f"{head}建国路88{dash}1号", "[ADDRESS]", "881"),
+        (f"{head}万科城12{dash}3{dash}402", "万科城[ADDRESS]", "123402"),
+        (f"{head}3{dash}2{dash}1102室", "[ADDRESS]", "321102"),
+        (f"{head}长宁路123弄45{dash}2号", "[ADDRESS]", "452"),
+    ):
+        masked, kinds = mask(raw)
+        assert masked == head + expected and kinds == ("address",), (raw, masked)
+        assert secret not in digits_of(clean(raw).text)
+
+
+# Modifier letters that are marks, not letters: tone marks ˊ ˇ ˋ ˉ, bars, primes, length marks and tone letters.
+MODIFIER_MARKS = sorted(
+    {
+        chr(cp)
+        for cp in (*range(0x2B0, 0x300), *range(0xA700, 0xA800))
+        if unicodedata.category(chr(cp)) == "Lm" and unicodedata.is_normalized("NFKC", chr(cp))
+    }
+    | set("ˍ˗˖˜ـ")
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(MODIFIER_MARKS), st.integers(1, 3))
+def test_a_mobile_split_by_bopomofo_tone_marks_or_other_modifier_marks_is_masked(mark: str, n: int) -> None:
+    raw = f"电话138{mark * n}1234{mark * n}5678"
+    assert mask(raw) == ("电话[PHONE]", ("phone",)), raw
+    assert PHONE11 not in digits_of(clean(raw).text)
+
+
+def test_superscript_modifier_letters_stay_letters() -> None:
+    """ʰ ˡ ˢ fold to the letters they are; between digits they are letters, as h l s are."""
+    assert mask("138ʰ1234ˡ5678") == ("138ʰ1234ˡ5678", ())
+    assert mask("微信 zsʰ1988")[0] == "微信 [WECHAT]"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["wechat id: zs1988", "WeChat ID zs1988", "微 信 号 zs1988", "微信 号：zs1988", "vx id zs1988", "微信 idol_fan88",
+     "微信idol_fan88", "wei信 zs1988", "Wei 信：zs1988", "微xin zs1988", "威 XIN zs1988", "V❤：zs1988", "v ♥: zs1988",
+     "威❤：zs1988", "加❤ zs1988", "加 💗 zs1988"],
+)
+def test_wechat_ids_after_a_spaced_id_or_number_word(raw: str) -> None:
+    masked, kinds = mask(raw)
+    assert kinds == ("wechat",) and masked.endswith("[WECHAT]"), masked
+    assert "fan" not in masked and "1988" not in masked and not masked.endswith("id[WECHAT]")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from("+➕＋﹢⁺₊"), st.sampled_from("vVｖＶ微薇威"), st.sampled_from(["", " ", "  "]), st.sampled_from(["", "，"]))
+def test_a_plus_of_any_kind_before_v_or_wei_introduces_a_wechat_id(plus: str, v: str, space: str, tail: str) -> None:
+    masked, kinds = mask(f"{plus}{v}{space} zs1988{tail}")
+    assert kinds == ("wechat",) and "zs1988" not in masked and masked.endswith(f"[WECHAT]{tail}"), masked
+
+
+def test_qq_number_after_a_spaced_number_word() -> None:
+    assert mask("QQ 号 12345678") == ("QQ 号 [QQ]", ("qq",))
+
+
+def _digit_glyphs() -> dict[str, list[str]]:
+    """Characters that are a digit with its punctuation (🄀 "0.", 🄁..🄊 "0,".."9,", ⒈ "1.", ⑴ "(1)"), by digit."""
+    glyphs: dict[str, list[str]] = {}
+    for cp in range(0x80, 0x20000):
+        if m := re.fullmatch(r"\(?([0-9])[.,)]", unicodedata.normalize("NFKC", chr(cp))):
+            glyphs.setdefault(m[1], []).append(chr(cp))
+    return glyphs
+
+
+DIGIT_GLYPHS = _digit_glyphs()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from("3456789"),
+    st.text("0123456789", min_size=9, max_size=9),
+    st.data(),
+    st.sampled_from(["电话", "电话：", "call "]),
+)
+def test_a_mobile_written_in_digit_comma_full_stop_or_parenthesised_glyphs_is_masked(
+    second: str, rest: str, data: st.DataObject, head: str
+) -> None:
+    number = "1" + second + rest
+    written = "".join(data.draw(st.sampled_from(DIGIT_GLYPHS[d])) for d in number)
+    for strict in (False, True):
+        masked, kinds = mask(head + written, strict=strict)
+        assert masked == head + "[PHONE]" and kinds == ("phone",), (written, masked)
+    assert number not in digits_of(clean(head + written).text)
+
+
+def test_the_digit_glyph_classes_cover_the_reviewed_characters() -> None:
+    assert set("🄀🄁🄂🄊⒈⑴") <= {g for glyphs in DIGIT_GLYPHS.values() for g in glyphs}
+    assert mask("电话🄂🄄🄉🄂🄃🄄🄅🄆🄇🄈🄉") == ("电话[PHONE]", ("phone",))
+
+
+@pytest.mark.parametrize(
+    "raw", ["加威zhangsan88Chrome 120.0.6099.109 打不开", "E12345678 12345678", "QQ 12345678.0.6099.109"]
+)
+def test_a_placeholder_is_not_a_key_word_for_what_follows_it(raw: str) -> None:
+    """[WECHAT], [QQ] and [PASSPORT] spell key words; masking the masked text again must change nothing."""
+    masked, kinds = mask(raw)
+    assert kinds and mask(masked)[0] == masked

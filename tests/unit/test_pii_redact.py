@@ -75,6 +75,15 @@ def test_dead_letters_read_values_strictly(raw: bytes) -> None:
     assert PHONE not in digits_of(result.value) and "phone" in result.kinds
 
 
+@pytest.mark.parametrize(
+    "value", ["一三八,一二三四,五六七八", "u一三八a一二三四b五六七八", "壹叁捌:壹贰叁肆:伍陆柒捌", "🄂🄄🄉🄂🄃🄄🄅🄆🄇🄈🄉"]
+)
+def test_dead_letters_read_chinese_numerals_and_digit_glyphs_as_digits(value: str) -> None:
+    """Strict reading takes every Chinese numeral as a digit, whatever punctuation or letters split them."""
+    result = redact_bytes(json.dumps({"user_id": value, "ts": "x"}, ensure_ascii=False).encode())
+    assert PHONE not in digits_of(result.value) and "phone" in result.kinds, result.value
+
+
 def test_oversized_fullwidth_text_is_capped_masked_and_marked() -> None:
     raw = json.dumps(
         {"text": (FULLWIDTH_PHONE + " 好评 ") * 50_000}, ensure_ascii=False
