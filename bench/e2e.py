@@ -78,6 +78,7 @@ class E2EResult:
     naive: dict[str, Any]  # the one-at-a-time loop: events_per_s, cpu_us_per_event, offered_rate, latency_ms
     same_rate_latency_ms: dict[str, float]  # the pipeline at the naive loop's half-load rate (naive["offered_rate"])
     same_rate_events: int
+    stages_same_rate: list[dict[str, Any]]
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -217,6 +218,7 @@ def run_e2e(cfg: E2EConfig, progress: Callable[[str], None]) -> E2EResult:
             progress(f"latency at the naive loop's rate: {n_same} events at {same:.1f}/s")
             lat_same = latencies_ms(settings, watcher, worker,
                                     review_events(cfg, "same", n_same, n_same // 2, cfg.seed + 2), same, producer)
+            after_same = scrape(settings)
         worker.stop()
         disk = disk_usage(settings.data_dir)
         return E2EResult(
@@ -239,6 +241,7 @@ def run_e2e(cfg: E2EConfig, progress: Callable[[str], None]) -> E2EResult:
             naive=naive,
             same_rate_latency_ms=percentiles(lat_same),
             same_rate_events=len(lat_same),
+            stages_same_rate=stage_table(after_same, after_lat),
         )
 
 

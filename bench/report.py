@@ -102,18 +102,22 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def _stage_rows(e2e: dict[str, Any]) -> list[str]:
-    """The worker's per-stage histograms: where an event's time goes, at half load and at saturation."""
+    """The worker's per-stage histograms: where an event's time goes, at half load, at the naive loop's rate
+    and at saturation."""
     sat = {row["stage"]: row for row in e2e["stages_saturation"]}
+    same = {row["stage"]: row for row in e2e["stages_same_rate"]}
 
     def ms(row: dict[str, Any], q: int) -> str:
         value = row[f"p{q}_ms"]
         return "–" if value is None else f"{value:,.1f}"
 
     rows = [f"| {row['stage']} | {row['count']:,} | {ms(row, 50)} / {ms(row, 95)} / {ms(row, 99)} | "
+            f"{ms(same[row['stage']], 50)} / {ms(same[row['stage']], 99)} | "
             f"{ms(sat[row['stage']], 50)} / {ms(sat[row['stage']], 99)} |" for row in e2e["stages_latency"]]
-    return ["", f"Per stage (worker histograms, ms; bucket-interpolated), at {e2e['offered_rate']:,.1f} events/s "
-            "and at saturation:", "",
-            "| stage | events | p50 / p95 / p99 at half load | p50 / p99 at saturation |", "|---|---|---|---|", *rows]
+    return ["", f"Per stage (worker histograms, ms; bucket-interpolated), at {e2e['offered_rate']:,.1f} events/s, "
+            f"at the naive loop's {e2e['naive']['offered_rate']:,.1f} events/s and at saturation:", "",
+            "| stage | events | p50 / p95 / p99 at half load | p50 / p99 at the naive loop's rate | p50 / p99 at saturation |",
+            "|---|---|---|---|---|", *rows]
 
 
 def bottleneck(result: dict[str, Any]) -> str:
