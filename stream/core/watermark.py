@@ -40,6 +40,7 @@ class Watermark:
         self.value = 0
         self.last_tick: int | None = None
         self.first_ms: int | None = None  # oldest event time seen: where the tick schedule starts
+        self.progress_at: float | None = None  # monotonic time the value last moved or was held by what is read
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint keeps: read positions and idleness are rebuilt by the next run."""
@@ -96,16 +97,34 @@ class Watermark:
             caught_up = end is not None and self.partition_next.get(source, 0) >= end
             return caught_up and now - self.partition_seen.get(source, now) >= self.idle_after
 
-        active = [self.partition_max.get(s) for s in sources if not idle(s)]
-        if None in active or not self.partition_max:
+        def unread(source: str) -> bool:
+            end = highwaters.get(source)
+            return end is not None and self.partition_next.get(source, 0) < end
+
+        if self.progress_at is None:
+            self.progress_at = now
+        active = {s: self.partition_max.get(s) for s in sources if not idle(s)}
+        if None in active.values() or not self.partition_max:
+            if any(unread(s) for s, m in active.items() if m is None):
+                self.progress_at = now
             return self.value
         # Every partition idle: everything there is has been read, so event time is the newest seen.
-        candidate = (min(a for a in active if a is not None) if active else max(self.partition_max.values()))
+        candidate = (min(active.values()) if active else max(self.partition_max.values()))  # type: ignore[type-var]
+        lowest = candidate
         candidate -= self.lateness_ms
         if held_from_ms is not None:
             candidate = min(candidate, held_from_ms - self.lateness_ms - 1)
+        # Held by texts kept for the warm start (their own timeout ends that), or by the slowest partitions
+        # while they still have records to read (a backlog): progress, however slow.
+        if candidate > self.value or held_from_ms is not None or any(unread(s) for s, m in active.items() if m == lowest):
+            self.progress_at = now
         self.value = max(self.value, candidate)
         return self.value
+
+    def stuck(self, now: float) -> bool:
+        """Whether the value has not moved for ``idle_after`` seconds although nothing being read holds it: a
+        partition whose end is unknown, say. A backlog moves it batch by batch however slowly, and is not stuck."""
+        return self.progress_at is not None and now - self.progress_at >= self.idle_after
 
     def ticks(self) -> list[int]:
         """Every boundary of the check schedule (multiples of ``tick_every_ms``) passed since the last tick, oldest first."""
@@ -187,10 +206,13 @@ class Outbox:
     half does not when one partition is read ahead of another (a backlog, or one batch
     spanning the boundary), so such updates wait here for their tick. The churn check at b
     then sees exactly the events up to b + lateness however fast the input was read. Events
-    later than the watermark (beyond the allowed lateness) are applied when they come. An
-    update never waits longer than ``max_wait`` seconds (the idleness delay): a watermark that
-    cannot move (a partition whose end is unknown) must not stop profiles; the per-user
-    catch-up of stage 2 then keeps the checks right but for cross-partition skew.
+    later than the watermark (beyond the allowed lateness) are applied when they come. While
+    the watermark is ``stuck`` (it has not moved for the idleness delay), an update waits at most
+    ``max_wait`` seconds: a watermark that cannot move (a partition whose end is unknown) must
+    not stop profiles; the per-user catch-up of stage 2 then keeps the checks right but for
+    cross-partition skew. A backlog moves the watermark batch by batch, so there updates wait
+    for their tick however long that takes: released early, an order read ahead of the reviews
+    would let its user's check see the order but not the reviews before it (a false alert).
 
     A user's updates from one partition keep their offset order. Stage 2 skips an update whose
     offset is at or below the last one applied for its user and source partition (that is how
@@ -226,7 +248,8 @@ class Outbox:
         return self._at.keys()
 
     def release(
-        self, updates: Iterable[dict[str, Any]], ticks: list[int], last_tick: int | None, now: float = 0.0
+        self, updates: Iterable[dict[str, Any]], ticks: list[int], last_tick: int | None, now: float = 0.0,
+        stuck: bool = True,
     ) -> tuple[list[dict[str, Any]], list[int]]:
         """Updates to send now in order, and for each of ``ticks`` how many of them go before it.
 
@@ -244,7 +267,7 @@ class Outbox:
             self._release_due((last_tick // self.tick_every_ms + 1) * self.tick_every_ms + self.lateness_ms, out)
         # Early releases leave gaps in their lanes: the dues there are worked out again once all have gone,
         # as the order among them is that of the dues they had when the batch came.
-        early = self._overdue(now)
+        early = self._overdue(now) if stuck else []
         for item in early:
             self._drop(item)
         for _ in range(max(0, self._count - MAX_WAITING)):

@@ -114,8 +114,10 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
         updates=updates,
         dead_letters=app.topic(settings.topic_dead_letters, **json_out),
         partitions=settings.partitions,
+        # A rebalance waits until every record taken is acked, and nothing more is read meanwhile: the ends
+        # count as unknown then, so updates held for event time go out after the idleness delay (Watermark.stuck).
         highwaters=lambda: {
-            f"{tp.topic}/{tp.partition}": _highwater(app, tp)
+            f"{tp.topic}/{tp.partition}": None if app.rebalancing else _highwater(app, tp)
             for tp in app.consumer.assignment()
             if tp.topic in settings.kind_of_topic
         },

@@ -209,7 +209,8 @@ class BatchProcessor:
         result.updates.extend(self._text_updates(step))
         self.erasures.expire(self.clock.value)
         result.ticks = self.clock.ticks()  # safe while texts are held: the watermark stays before them
-        result.updates, result.ticks_before = self.outbox.release(result.updates, result.ticks, self.clock.last_tick, now)
+        result.updates, result.ticks_before = self.outbox.release(
+            result.updates, result.ticks, self.clock.last_tick, now, stuck=self.clock.stuck(now))
         held = result.held_positions = Held(self.learner.held_positions(), self.outbox.positions())
         # Nothing else can stop being held: a waiting update leaves the outbox as one of ``result.updates``.
         maybe = chain(((r.source, r.offset) for r in records), texts_before,

@@ -205,3 +205,20 @@ def test_outbox_releases_what_the_rule_written_out_releases(
             assert outbox.release(updates, ticks, last_tick, now) == expected
             assert outbox.positions() == {(u["source"], u["offset"]) for u in reference.waiting}
             assert len(outbox) == len(reference.waiting)
+
+
+def test_a_backlog_never_counts_as_stuck_a_partition_with_an_unknown_end_does() -> None:
+    """Updates leave the outbox early only while the watermark is stuck; a backlog is read, however slowly."""
+    clock = Watermark(idle_after=1.0)
+    clock.read("orders/0", 0, now=0.0)
+    clock.event("orders/0", 5_000)
+    backlog = {"orders/0": 1, "reviews/0": 50}  # reviews/0 lags, with records still to read
+    for i, now in enumerate((0.0, 10.0, 100.0)):
+        clock.read("reviews/0", i, now=now)  # one record per slow batch, all from the same moment
+        clock.event("reviews/0", 1_000)
+        clock.advance(backlog, now)
+        assert clock.value == 1_000 and not clock.stuck(now)
+    unknown = {"orders/0": 1, "reviews/0": 50, "searches/0": None}  # never fetched: holds the value, nothing to read
+    clock.advance(unknown, 100.0)
+    assert not clock.stuck(100.5) and clock.stuck(101.0)
+
