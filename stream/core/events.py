@@ -136,10 +136,13 @@ def parse_ts(value: object) -> int:
 
 
 # RFC 3339 date-time (section 5.6): "T"/"Z" in either case, a space for the T (section 5.6's note),
-# any fraction, a leap second (":60", read as the last millisecond of :59, as one leaps in POSIX time).
+# any fraction, a leap second (23:59:60 UTC, read as its last millisecond of 23:59:59, as POSIX time
+# does); also the ISO 8601 offsets +08 and +0800 (PostgreSQL's timestamptz text writes +08).
 _RFC3339 = re.compile(
-    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}):(\d{2})(?:\.(\d+))?"
+    r"([Zz]|[+-](?:[01]\d|2[0-3])(?::?[0-5]\d)?)", re.ASCII
 )
+_ZONE = re.compile(r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$", re.ASCII)
 
 
 def _parse_text_ts(value: object) -> int:
@@ -147,14 +150,20 @@ def _parse_text_ts(value: object) -> int:
         raise ValueError(f"expected RFC 3339 text or epoch milliseconds, got {type(value).__name__}")
     m = _RFC3339.fullmatch(value)
     if m is None:
-        zone = "" if re.search(r"([Zz]|[+-]\d{2}:?\d{2})$", value) else " (no time zone?)"
-        raise ValueError(f"not RFC 3339 date-time text like 2026-01-01T08:00:00+08:00{zone}")
+        hint = "" if _ZONE.search(value) else " (no time zone?)"
+        raise ValueError(f"not RFC 3339 date-time text like 2026-01-01T08:00:00+08:00{hint}")
     date, minutes, seconds, fraction, zone = m.groups()
     leap = seconds == "60"
     millis = "999" if leap else (fraction or "")[:3].ljust(3, "0")
-    zone = "+00:00" if zone in "Zz" else zone
+    if zone in ("Z", "z"):
+        zone = "+00:00"
+    elif len(zone) != 6:  # +08 or +0800
+        zone = f"{zone[:3]}:{zone[3:5] or '00'}"
     dt = datetime.fromisoformat(f"{date}T{minutes}:{'59' if leap else seconds}.{millis}{zone}")
-    return (dt - _EPOCH) // timedelta(milliseconds=1)
+    ms = (dt - _EPOCH) // timedelta(milliseconds=1)
+    if leap and (ms + 1) % 86_400_000:
+        raise ValueError("a leap second (:60) is only ever 23:59:60 UTC")
+    return ms
 
 
 def format_ts(ms: int) -> str:

@@ -25,7 +25,7 @@ from stream.core.events import KINDS, Event, Limits, Reason, Rejected, decode, s
 from stream.core.messages import dead_letter
 from stream.core.privacy import contains_pii, pseudonym, scrub
 from stream.core.profile import ATTRIBUTES
-from stream.core.redact import mask_tree
+from stream.core.redact import mask_head, mask_tree, unescape
 
 SCRUBBED = ("category", "region", "occupation", "item_id", "order_id")  # free-form strings that may reach outputs
 # Fields decode() has validated or rewritten into a fixed format (timestamps, exact decimals, enums): they
@@ -106,7 +106,7 @@ class Intake:
         try:
             return self._decode(record, now_ms)
         except Exception as exc:  # noqa: BLE001 - the poison-record guard; the reason names the failure
-            return Rejected(Reason.FAILED, f"{type(exc).__name__}: {str(exc)[:200]}")
+            return Rejected(Reason.FAILED, f"{type(exc).__name__}: {mask_head(unescape(str(exc)), 200).value}")
 
     def _decode(self, record: Record, now_ms: int) -> Event | Rejected:
         kind = self.kind_of_topic.get(record.topic)

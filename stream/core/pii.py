@@ -288,6 +288,9 @@ _PRODUCT_AFTER = re.compile(r"\s?(?:型|款|系列|版|级|号?订单|次)")
 _NEW_ENERGY = re.compile(r"[dfDF][a-hj-np-zA-HJ-NP-Z0-9][0-9]{4}|[0-9]{5}[dfDF]")
 
 _NUM = rf"[0-9十百千拾佰仟廿卅零两{_CN}]+"
+# Where a number may start: not inside another (a match from inside one is also a match from its start,
+# and trying every position of a long run of digits made each scan quadratic: 4.5 s for 16,000 digits).
+_NUM_START = rf"(?<![0-9十百千拾佰仟廿卅零两{_CN}])"
 _CJK = _CJK_RANGE
 _STREET = f"(?<=[{_CJK}])(?:路|街|巷子?|弄|胡同|(?<![知味难频通轨渠赛车])道)"
 _STREET_NAME = 8  # characters before 路/街… masked with the number: the street name
@@ -304,13 +307,13 @@ _HOUSE = (
 # that 2号楼 3单元 alone (a metro exit, a bus stop) is no address.
 _ROOM_NUM = rf"[0-9十百千拾佰仟廿卅零两{_CN}]{{2,}}"
 _BUILDING = (
-    rf"{_NUM}\s?(?:[号號][楼樓]|[栋棟]|幢|座)\s?(?:{_NUM}\s?(?:[单單]元|[门門])\s?)?{_ROOM_NUM}"
+    rf"{_NUM_START}{_NUM}\s?(?:[号號][楼樓]|[栋棟]|幢|座)\s?(?:{_NUM}\s?(?:[单單]元|[门門])\s?)?{_ROOM_NUM}"
     rf"(?:\s?(?:室|[号號]|房|户))?"
 )
 # Building-unit-room after an estate's name (万科城12-3-402) or before 室 (3-2-1102室).
 _ESTATE = "城苑园庭府居湾村里坊邸轩阁寓厦"
 _ADDRESS = re.compile(
-    rf"({_STREET}){_HOUSE}|{_BUILDING}|{_NUM}\s?[单單]元\s?{_ROOM_NUM}(?:\s?(?:室|[号號]|房|户))?"
+    rf"({_STREET}){_HOUSE}|{_BUILDING}|{_NUM_START}{_NUM}\s?[单單]元\s?{_ROOM_NUM}(?:\s?(?:室|[号號]|房|户))?"
     rf"|(?<=[{_ESTATE}])\s?[0-9]{{1,3}}{_DASH}[0-9]{{1,2}}{_DASH}[0-9]{{3,4}}(?![0-9]|{_DASH})(?:室|[号號]|房|户)?"
     rf"|(?:[0-9]{{1,4}}{_DASH}){{0,3}}[0-9]{{3,4}}室"
 )

@@ -72,8 +72,8 @@ def mask_head(text: str, limit: int, *, strict: bool = True) -> Masked:
 
 def unescape(text: str) -> str:
     r"""Decode JSON escapes (``\uXXXX`` with surrogate pairs joined, ``\n``, ``\t``...) and Python's
-    (``\xa0``, ``\U0001d7cf``: what ``repr`` writes in an error message), so that ``142\n6104\t3176``
-    or ``'138\xa01234\xa05678'`` is read as the number it is.
+    (``\xa0``, ``\U0001d7cf``: what ``repr`` writes in an error message), up to three levels deep, so that
+    ``142\n6104\t3176`` or ``'138\xa01234\xa05678'`` is read as the number it is.
 
     >>> unescape(r'\u7535\u8bdd 142\t6104 \ud83d\ude00 \" 1\xa02')
     '电话 142\t6104 😀 " 1\xa02'
@@ -87,7 +87,12 @@ def unescape(text: str) -> str:
             return chr(min(int(code, 16), 0x10FFFF))
         return chr(0x10000 + ((int(m[1], 16) - 0xD800) << 10) + (int(m[2], 16) - 0xDC00))
 
-    return _ESCAPE.sub(one, text)
+    for _ in range(3):  # escaped more than once (a JSON string inside a string inside JSON)
+        decoded = _ESCAPE.sub(one, text)
+        if decoded == text:
+            break
+        text = decoded
+    return text
 
 
 class _Budget:
@@ -100,9 +105,11 @@ class _Budget:
         self.truncated = False
 
     def text(self, value: str) -> str:
-        if "\\" in value:  # a string holding escaped text (JSON sent as a string) is read decoded
-            value = unescape(value)
         result = mask_head(value, max(self.left, 0), strict=self.strict)
+        if "\\" in value:  # escaped text (JSON sent as a string): masked as read decoded, kept as is if clean
+            decoded = unescape(value)
+            if decoded != value and (hidden := mask_head(decoded, max(self.left, 0), strict=self.strict)).kinds:
+                result = Masked(encodable(hidden.value), hidden.kinds, hidden.truncated)
         self.left -= len(result.value)
         self.kinds.update(result.kinds)
         self.truncated |= result.truncated
@@ -168,17 +175,21 @@ _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (code
 
 
 def _decode_text(raw: bytes) -> str:
-    """``raw`` as text: UTF-8, or UTF-16/32 when a byte order mark or zero bytes say so.
+    """``raw`` as text: the codec its byte order mark names, else UTF-8, else UTF-16 when zero bytes say so.
 
     Read as UTF-8, UTF-16 leaves each character's low byte as a control character (full-width
     ``１３８`` becomes ``\\x11\\ufffd\\x13\\ufffd\\x18``), from which a number can be rebuilt but not
-    recognised; control characters left after decoding are replaced for the same reason.
+    recognised; control characters left after decoding are replaced for the same reason. Valid
+    UTF-8 stays UTF-8 (a C string's trailing zero byte) unless it is ASCII in UTF-16: a zero byte
+    after (or before) nearly every other byte.
     """
-    candidates = [codec for bom, codec in _BOMS if raw.startswith(bom)]
-    if not candidates and 0 in raw:  # text in UTF-8 has no zero bytes; UTF-16 has one per ASCII character
-        even, odd = raw[0::2].count(0), raw[1::2].count(0)
-        candidates = ["utf-16-be" if even > odd else "utf-16-le"]
-    for codec in candidates:
+    codecs_to_try = [codec for bom, codec in _BOMS if raw.startswith(bom)][:1]
+    zeros = (raw[0::2].count(0), raw[1::2].count(0))
+    utf16 = "utf-16-be" if zeros[0] > zeros[1] else "utf-16-le"
+    if not codecs_to_try:
+        ascii_in_utf16 = max(zeros) * 2 >= len(raw) * 0.9 > 0
+        codecs_to_try = [utf16, "utf-8"] if ascii_in_utf16 else ["utf-8", utf16] if any(zeros) else ["utf-8"]
+    for codec in codecs_to_try:
         try:
             return _CONTROL.sub("\ufffd", raw.decode(codec))
         except UnicodeDecodeError:

@@ -633,6 +633,8 @@ def test_a_cut_through_a_masked_placeholder_leaves_no_fragment(keep: int) -> Non
         ("2026-01-01T00:00:00.123456789Z", TS_2026 + 123),  # any fraction, read to the millisecond
         ("2025-12-31T23:59:60Z", TS_2026 - 1),  # a leap second: the last millisecond of :59
         ("2026-01-01T07:59:60.5+08:00", TS_2026 - 1),
+        ("2026-01-01 08:00:00+08", TS_2026),  # PostgreSQL's timestamptz text
+        ("2026-01-01T08:00:00+0800", TS_2026),
     ],
 )
 def test_every_rfc3339_form_is_read(text: str, expected_ms: int) -> None:
@@ -641,8 +643,8 @@ def test_every_rfc3339_form_is_read(text: str, expected_ms: int) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["2026-W01-4T00:00:00Z", "20260101T000000Z", "2026-01-01T00:00:00+0000", "2026-01-01T00:00:00+00",
-     "2026-01-01T00:00:00,5Z", "2026-01-01T00:00:00+00:00:30", "2026-01-01T00:00Z", "2026-01-01",
+    ["2026-W01-4T00:00:00Z", "20260101T000000Z", "2026-01-01T08:00:60Z", "2026-01-01T00:00:00+00:60",
+     "2026-01-01T00:00:00+24:00", "2026-01-01T00:00:00.Z", "2026-01-01T00:00:00,5Z", "2026-01-01T00:00:00+00:00:30", "2026-01-01T00:00Z", "2026-01-01",
      "2026-01-01T24:00:00Z", "2026-02-30T00:00:00Z", "２０２６-01-01T00:00:00Z", "2026-01-01T00:00:00Z\n"],
 )
 def test_other_iso_8601_forms_are_refused_with_a_reason(text: str) -> None:

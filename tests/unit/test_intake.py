@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from stream.core.events import Event, Limits, Reason, Rejected
 from stream.core.intake import DeadLetter, Intake, Record
+from stream.core.messages import pack_internal
 from stream.core.pii import digits_of
 from stream.core.redact import unescape
 
@@ -99,3 +100,37 @@ def test_no_bytes_make_decoding_raise(value: bytes) -> None:
     result = intake().decode(Record("reviews", 0, 1, None, value), now_ms=NOW)
     assert isinstance(result, (Event, Rejected))
     json.dumps(DeadLetter(Record("reviews", 0, 1, None, value), "x", "y").message(NOW))
+
+
+def test_escaped_text_in_a_field_is_masked_when_it_hides_a_number_and_kept_as_sent_otherwise() -> None:
+    value = {"event_id": "e1", "user_id": "u1", "ts": "2026-01-01T00:00:00Z", "order_id": "o1", "amount": "1.00", "currency": "CNY",
+             "items": 1, "category": "\\ud83d C:\\new\\temp"}
+    event = Intake({"orders": "order"}, limits=Limits(2000, 100_000, 300_000)).decode(
+        Record("orders", 0, 1, b"u1", json.dumps(value).encode()), now_ms=NOW)
+    assert isinstance(event, Event) and event.fields["category"] == "\\ud83d C:\\new\\temp"
+    pack_internal([{"kind": "order", "category": event.fields["category"]}])  # serialises: no lone surrogate
+    hidden = {**value, "category": "\\u0031\\u0033\\u0038\\u30001234\\u30005678"}
+    event = Intake({"orders": "order"}, limits=Limits(2000, 100_000, 300_000)).decode(
+        Record("orders", 0, 2, b"u1", json.dumps(hidden).encode()), now_ms=NOW)
+    assert isinstance(event, Event) and event.fields["category"] in (None, "[PHONE]")
+
+
+def test_json_escaped_three_times_is_still_read() -> None:
+    inner = json.dumps(json.dumps(json.dumps({"phone": "138\u30001234\u30005678"})))
+    message = dead_letter("reviews", json.dumps({**REVIEW, "rating": 9, "raw": inner}).encode())
+    assert not shows_phone(message) and "phone" in message["pii_masked"]
+
+
+def test_utf8_with_a_trailing_zero_byte_stays_utf8() -> None:
+    message = dead_letter("reviews", b'{"text":"hello 13812345678"}\x00\x00')
+    assert message["value_text"].startswith('{"text":"hello [PHONE]"}') and message["pii_masked"] == ["phone"]
+
+
+def test_an_unforeseen_failure_is_masked_before_it_is_cut() -> None:
+    class Near(Intake):
+        def _protect(self, record: Record, event: Event) -> Event | Rejected:
+            raise ValueError("x" * 192 + " 13812345678 more")
+
+    result = Near(TOPICS, limits=Limits(2000, 100_000, 300_000)).decode(
+        Record("reviews", 0, 3, b"u1", json.dumps(REVIEW).encode()), now_ms=NOW)
+    assert isinstance(result, Rejected) and "1381234" not in digits_of(result.error)
