@@ -70,9 +70,14 @@ class Watermark:
         """Owned partitions that look unread (their end is past what this run read) yet sent nothing for
         ``idle_after`` seconds. After a restart or a rebalance, reading starts at the committed offset, so a
         partition with no new record never reaches its end here: :meth:`resume_from` says where it started."""
-        return [s for s, end in highwaters.items()
-                if end is not None and self.partition_next.get(s, 0) < end
-                and now - self.partition_seen.get(s, now) >= self.idle_after]
+        return [s for s, end in highwaters.items() if self._unread(s, end) and self._silent(s, now)]
+
+    def _unread(self, source: str, end: int | None) -> bool:
+        """Whether ``source`` has records before its end offset ``end`` (None: unknown) still to be read."""
+        return end is not None and self.partition_next.get(source, 0) < end
+
+    def _silent(self, source: str, now: float) -> bool:
+        return now - self.partition_seen.get(source, now) >= self.idle_after
 
     def resume_from(self, offsets: Mapping[str, int]) -> None:
         """Reading of these partitions (re)started at these offsets (the group's committed offsets): every
@@ -94,12 +99,10 @@ class Watermark:
 
         def idle(source: str) -> bool:
             end = highwaters.get(source)
-            caught_up = end is not None and self.partition_next.get(source, 0) >= end
-            return caught_up and now - self.partition_seen.get(source, now) >= self.idle_after
+            return end is not None and not self._unread(source, end) and self._silent(source, now)
 
         def unread(source: str) -> bool:
-            end = highwaters.get(source)
-            return end is not None and self.partition_next.get(source, 0) < end
+            return self._unread(source, highwaters.get(source))
 
         if self.progress_at is None:
             self.progress_at = now
