@@ -7,6 +7,7 @@ Faust stream, topics and events are minimal fakes of what :class:`EncodeStage` t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -142,6 +143,17 @@ async def until(condition: Callable[[], bool], what: str) -> None:
     raise AssertionError(f"timed out waiting until {what}")
 
 
+@contextlib.asynccontextmanager
+async def consuming(stage: EncodeStage, stream: FakeStream) -> AsyncIterator[None]:
+    """The encode agent running on ``stream`` for the block, then cancelled."""
+    agent = asyncio.ensure_future(stage.consume(stream))  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        agent.cancel()
+        await asyncio.gather(agent, return_exceptions=True)
+
+
 def run(test: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(asyncio.wait_for(test(), 30))
 
@@ -156,17 +168,15 @@ def test_a_lone_event_is_processed_at_once_and_events_that_come_meanwhile_form_t
     stream = FakeStream()
 
     async def scenario() -> None:
-        agent = asyncio.ensure_future(stage.consume(stream))  # type: ignore[arg-type]
-        processor.go.clear()  # the encoder will be busy with the first batch
-        stream.incoming.put_nowait(event(0))
-        await until(lambda: not stage.queued and stage.lock.locked(), "the first event is being processed")
-        for offset in range(1, 6):
-            stream.incoming.put_nowait(event(offset))
-        await until(lambda: len(stage.queued) == 5, "the next events are queued behind the busy encoder")
-        processor.go.set()
-        await until(lambda: len(processor.batches) == 2, "the second batch ran")
-        agent.cancel()
-        await asyncio.gather(agent, return_exceptions=True)
+        async with consuming(stage, stream):
+            processor.go.clear()  # the encoder will be busy with the first batch
+            stream.incoming.put_nowait(event(0))
+            await until(lambda: not stage.queued and stage.lock.locked(), "the first event is being processed")
+            for offset in range(1, 6):
+                stream.incoming.put_nowait(event(offset))
+            await until(lambda: len(stage.queued) == 5, "the next events are queued behind the busy encoder")
+            processor.go.set()
+            await until(lambda: len(processor.batches) == 2, "the second batch ran")
 
     run(scenario)
     # No timer tick ran: the first event did not wait for a window, and the five that came
@@ -181,19 +191,17 @@ def test_batches_never_exceed_max_batch_and_the_agent_waits_when_the_queue_is_fu
     stream = FakeStream()
 
     async def scenario() -> None:
-        agent = asyncio.ensure_future(stage.consume(stream))  # type: ignore[arg-type]
-        processor.go.clear()
-        stream.incoming.put_nowait(event(0))
-        await until(lambda: stage.lock.locked(), "the first batch started")
-        for offset in range(1, 10):
-            stream.incoming.put_nowait(event(offset))
-        await until(lambda: len(stage.queued) == 3, "the queue filled")
-        await asyncio.sleep(0.05)
-        assert len(stage.queued) == 3 and stream.incoming.qsize() == 5, "the agent must stop taking events"
-        processor.go.set()
-        await until(lambda: sum(map(len, processor.batches)) == 10, "everything processed")
-        agent.cancel()
-        await asyncio.gather(agent, return_exceptions=True)
+        async with consuming(stage, stream):
+            processor.go.clear()
+            stream.incoming.put_nowait(event(0))
+            await until(lambda: stage.lock.locked(), "the first batch started")
+            for offset in range(1, 10):
+                stream.incoming.put_nowait(event(offset))
+            await until(lambda: len(stage.queued) == 3, "the queue filled")
+            await asyncio.sleep(0.05)
+            assert len(stage.queued) == 3 and stream.incoming.qsize() == 5, "the agent must stop taking events"
+            processor.go.set()
+            await until(lambda: sum(map(len, processor.batches)) == 10, "everything processed")
 
     run(scenario)
     assert all(len(b) <= 3 for b in processor.batches)
@@ -206,18 +214,16 @@ def test_nothing_is_acked_before_the_checkpoint_and_a_tick_alone_lets_time_pass(
     stream = FakeStream()
 
     async def scenario() -> None:
-        agent = asyncio.ensure_future(stage.consume(stream))  # type: ignore[arg-type]
-        for offset in range(4):
-            stream.incoming.put_nowait(event(offset))
-        await until(lambda: sum(map(len, processor.batches)) == 4, "the events were processed")
-        assert stream.acked == [] and not (tmp_path / "clustering.ckpt").exists()
-        stage.checkpoint_interval = 0.0
-        calls = len(processor.batches)
-        stage.tick()  # no record comes: the timer alone makes the task run (and checkpoint, then ack)
-        await until(lambda: len(processor.batches) == calls + 1, "the tick ran an empty batch")
-        await until(lambda: len(stream.acked) == 4, "the acks")
-        agent.cancel()
-        await asyncio.gather(agent, return_exceptions=True)
+        async with consuming(stage, stream):
+            for offset in range(4):
+                stream.incoming.put_nowait(event(offset))
+            await until(lambda: sum(map(len, processor.batches)) == 4, "the events were processed")
+            assert stream.acked == [] and not (tmp_path / "clustering.ckpt").exists()
+            stage.checkpoint_interval = 0.0
+            calls = len(processor.batches)
+            stage.tick()  # no record comes: the timer alone makes the task run (and checkpoint, then ack)
+            await until(lambda: len(processor.batches) == calls + 1, "the tick ran an empty batch")
+            await until(lambda: len(stream.acked) == 4, "the acks")
 
     run(scenario)
     assert processor.batches[-1] == []
@@ -248,20 +254,18 @@ def test_the_next_batch_is_processed_while_the_last_is_delivered_and_sent_only_a
     stream = FakeStream()
 
     async def scenario() -> None:
-        agent = asyncio.ensure_future(stage.consume(stream))  # type: ignore[arg-type]
-        stream.incoming.put_nowait(event(0))
-        await until(lambda: len(updates.deliveries) == 1, "the first batch was handed to the producer")
-        stream.incoming.put_nowait(event(1))
-        await until(lambda: len(processor.batches) == 2, "the second batch ran while the first was undelivered")
-        await asyncio.sleep(0.05)
-        assert len(updates.deliveries) == 1, "at most one batch in flight: the second waits to send"
-        assert stream.acked == [], "nothing is acked before delivery"
-        stage.checkpoint_interval = 0.0
-        updates.hold = False
-        updates.deliveries[0].set_result(None)
-        await until(lambda: sorted(stream.acked) == [0, 1], "the acks after delivery")
-        agent.cancel()
-        await asyncio.gather(agent, return_exceptions=True)
+        async with consuming(stage, stream):
+            stream.incoming.put_nowait(event(0))
+            await until(lambda: len(updates.deliveries) == 1, "the first batch was handed to the producer")
+            stream.incoming.put_nowait(event(1))
+            await until(lambda: len(processor.batches) == 2, "the second batch ran while the first was undelivered")
+            await asyncio.sleep(0.05)
+            assert len(updates.deliveries) == 1, "at most one batch in flight: the second waits to send"
+            assert stream.acked == [], "nothing is acked before delivery"
+            stage.checkpoint_interval = 0.0
+            updates.hold = False
+            updates.deliveries[0].set_result(None)
+            await until(lambda: sorted(stream.acked) == [0, 1], "the acks after delivery")
 
     run(scenario)
 
@@ -274,16 +278,14 @@ def test_learning_counts_as_sent_only_once_delivered_and_the_next_batch_waits_fo
     stream = FakeStream()
 
     async def scenario() -> None:
-        agent = asyncio.ensure_future(stage.consume(stream))  # type: ignore[arg-type]
-        stream.incoming.put_nowait(event(0))
-        await until(lambda: len(learning.deliveries) == 1, "the batch's learning was handed to the producer")
-        stream.incoming.put_nowait(event(1))
-        await asyncio.sleep(0.05)
-        assert processor.batches == [[0]] and confirmed == [], "redelivered texts would be sent again"
-        learning.deliveries[0].set_result(None)
-        await until(lambda: len(processor.batches) == 2, "the next batch after delivery")
-        agent.cancel()
-        await asyncio.gather(agent, return_exceptions=True)
+        async with consuming(stage, stream):
+            stream.incoming.put_nowait(event(0))
+            await until(lambda: len(learning.deliveries) == 1, "the batch's learning was handed to the producer")
+            stream.incoming.put_nowait(event(1))
+            await asyncio.sleep(0.05)
+            assert processor.batches == [[0]] and confirmed == [], "redelivered texts would be sent again"
+            learning.deliveries[0].set_result(None)
+            await until(lambda: len(processor.batches) == 2, "the next batch after delivery")
 
     run(scenario)
     assert confirmed[0] == {"reviews/0": 0}
@@ -366,15 +368,13 @@ def test_batches_grow_to_the_backlog_size_only_while_a_backlog_waits(tmp_path: P
     stage.highwaters = lambda: dict(end)
 
     async def scenario() -> None:
-        agent = asyncio.ensure_future(stage.consume(stream))  # type: ignore[arg-type]
-        processor.go.clear()
-        for offset in range(1, 20):
-            stream.incoming.put_nowait(event(offset))
-        await until(lambda: len(stage.queued) == 8, "the queue fills to the backlog size")
-        processor.go.set()
-        await until(lambda: sum(map(len, processor.batches)) == 19, "everything processed")
-        agent.cancel()
-        await asyncio.gather(agent, return_exceptions=True)
+        async with consuming(stage, stream):
+            processor.go.clear()
+            for offset in range(1, 20):
+                stream.incoming.put_nowait(event(offset))
+            await until(lambda: len(stage.queued) == 8, "the queue fills to the backlog size")
+            processor.go.set()
+            await until(lambda: sum(map(len, processor.batches)) == 19, "everything processed")
 
     run(scenario)
     assert max(map(len, processor.batches)) == 8
