@@ -6,7 +6,8 @@ per second the whole application can learn from. This measures, in one run on th
 * the owner's CPU per learning message (JSON decode, ``partial_fit`` of the weighted means,
   keyword counts) for batch sizes and parts per message (a worker's batch holds texts of the
   input partitions it owns: one part each);
-* the cost of one published version (describe, snapshot, compress) and its size;
+* the cost of one published version (describe, encode, compress) and its size, of reading it
+  (every worker does), and of the owner's whole state written every ``--state-interval``;
 
 (CPU time of this process, so that other load on the machine does not inflate it)
 
@@ -27,8 +28,8 @@ import orjson
 
 from stream.core.clustering import OnlineClusterer
 from stream.core.learning import Learner, Sample
-from stream.core.model_owner import ModelOwner, run_locally
-from stream.core.shared_model import encode_snapshot
+from stream.core.model_owner import TOPICS_EVERY_VERSIONS, ModelOwner, run_locally
+from stream.core.shared_model import ModelView, decode_snapshot, encode_snapshot
 
 ENCODER = "bench"
 
@@ -67,11 +68,24 @@ def message_cost(owner: ModelOwner, learner: Learner, rng: np.random.Generator, 
     return (time.process_time() - began) / len(records)
 
 
-def version_cost(owner: ModelOwner, repeats: int = 5) -> tuple[float, int]:
-    began = time.process_time()
+def version_cost(owner: ModelOwner, repeats: int = TOPICS_EVERY_VERSIONS) -> dict[str, tuple[float, int]]:
+    """CPU seconds and bytes of: one version on the model topic (owner side), reading it (every
+    worker's side), and one whole state on the state topic (owner side); averaged over a cycle of
+    versions, since keywords and topics are re-ranked every few versions only."""
+    costs: dict[str, list[float]] = {"version": [], "follower": [], "state": []}
     for _ in range(repeats):
-        data = encode_snapshot(owner.snapshot(owner.publish()))
-    return (time.process_time() - began) / repeats, len(data)
+        began = time.process_time()
+        view = owner.publish()
+        record = encode_snapshot(view.to_snapshot(owner.position))
+        read = time.process_time()
+        ModelView.from_snapshot(decode_snapshot(record))
+        state_began = time.process_time()
+        state = encode_snapshot(owner.snapshot(view))
+        costs["version"].append(read - began)
+        costs["follower"].append(state_began - read)
+        costs["state"].append(time.process_time() - state_began)
+    sizes = {"version": len(record), "follower": len(record), "state": len(state)}
+    return {what: (sum(times) / repeats, sizes[what]) for what, times in costs.items()}
 
 
 def scaling_table(costs: dict[tuple[int, int], float], publish_s: float, publish_per_s: float,
@@ -110,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--gpu-texts-per-second", type=float, default=3000.0,
                     help="texts/s one GPU worker encodes (an assumption: no GPU was measured here)")
     ap.add_argument("--publish-interval", type=float, default=0.5, help="STREAM_MODEL_PUBLISH_INTERVAL")
+    ap.add_argument("--state-interval", type=float, default=10.0, help="STREAM_MODEL_STATE_INTERVAL")
     ap.add_argument("--repeats", type=int, default=20)
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
@@ -119,14 +134,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         for parts in (1, 10, 34, 100):
             if parts <= texts:
                 costs[(texts, parts)] = message_cost(owner, learner, rng, texts=texts, parts=parts, repeats=args.repeats)
-    publish_s, size = version_cost(owner)
+    versions = version_cost(owner)
+    publish_s = versions["version"][0] + versions["state"][0] * args.publish_interval / args.state_interval
     print(f"owner CPU per learning message (k={args.clusters}, dim={args.dim}, half-life {args.half_life_events:g}):")
     print("| texts per message | parts | ms per message | µs per text |")
     print("|---:|---:|---:|---:|")
     for (texts, parts), s in sorted(costs.items()):
         print(f"| {texts} | {parts} | {s * 1000:.2f} | {s / texts * 1e6:.1f} |")
-    print(f"\none published version: {publish_s * 1000:.1f} ms, {size / 1024:.0f} KiB compressed "
-          f"(at most {1 / args.publish_interval:g} per second)")
+    print(f"\nper published version (at most {1 / args.publish_interval:g} per second), CPU and compressed size:")
+    print("| record | ms CPU | KiB | per second of owner/worker CPU |")
+    print("|---|---:|---:|---:|")
+    for what, label, every in (("version", "version on the model topic (owner)", args.publish_interval),
+                               ("follower", "reading that version (every worker)", args.publish_interval),
+                               ("state", "whole state on the state topic (owner)", args.state_interval)):
+        seconds, size = versions[what]
+        print(f"| {label} | {seconds * 1000:.1f} | {size / 1024:.0f} | {seconds / every * 1000:.0f} ms/s |")
     print(f"\nscaling (each worker {args.gpu_texts_per_second:,.0f} texts/s in batches of {args.batch}; "
           "'owner core busy' over 100% means the owner is the bottleneck):")
     for row in scaling_table(costs, publish_s, 1 / args.publish_interval, args.gpu_texts_per_second, args.batch,

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     model_publish_interval: float = Field(
         0.5, gt=0, description="the model owner merges what arrived within this many seconds, then publishes one version"
     )
+    model_state_interval: float = Field(
+        10.0, gt=0, description="the model owner writes its whole state (keyword counts, snippet candidates) this often;"
+        " a successor re-reads the learning records since"
+    )
     seed: int = 0
 
     # Profiles (all in event time)
@@ -180,6 +184,11 @@ class Settings(BaseSettings):
     def topic_model(self) -> str:
         """Compacted, one partition: the versions of the application's one interest model."""
         return f"{self.app_id}-model"
+
+    @property
+    def topic_model_state(self) -> str:
+        """Compacted, one partition: the model owner's whole state, from which a successor continues."""
+        return f"{self.app_id}-model-state"
 
     @property
     def topic_learning(self) -> str:

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 SNAPSHOT_FORMAT = 1
 MAX_TERMS_PER_CLUSTER = 500
 TOPICS_EVERY_VERSIONS = 20  # the coarse topics are regrouped on version 1, 21, 41, ... (every ~10 s at 0.5 s)
+KEYWORDS_EVERY_VERSIONS = 10  # cluster keywords are re-ranked on version 1, 11, 21, ... (every ~5 s at 0.5 s)
 SHOWN_KEYWORDS = 10  # per cluster and per topic in a view (profiles show 5, /clusters 10)
 EXAMPLES_PER_CLUSTER = 3
 SNIPPET_MAX_DIGITS = 3  # a snippet with this many digit characters (any script, anywhere) is not shown
@@ -91,8 +92,11 @@ class ModelOwner:
         self.changed = False
         self.held: dict[tuple[str, int], _Held] = {}
         self.held_since: float | None = None
-        self._topics: tuple[dict[int, int], dict[int, list[tuple[str, float]]]] | None = None  # coarse grouping,
-        # recomputed every TOPICS_EVERY_VERSIONS versions (it is most of a version's cost, and moves slowly)
+        # Ranking keywords is most of a version's cost and they move slowly, so the coarse grouping and the
+        # keywords are recomputed every TOPICS_EVERY_VERSIONS / KEYWORDS_EVERY_VERSIONS versions (and after a
+        # forget, so that a forgotten writer's words leave with the next version).
+        self._topics: tuple[dict[int, int], dict[int, list[str]]] | None = None  # topic per cluster, topic keywords
+        self._keywords: tuple[dict[int, list[str]], frozenset[int]] | None = None  # cluster keywords, generic clusters
         self.counts = {"merged": 0, "duplicate": 0, "overlap": 0, "foreign": 0, "invalid": 0, "forget": 0}
 
     # ------------------------------------------------------------------ input
@@ -142,25 +146,32 @@ class ModelOwner:
         """The version to publish (numbered by :meth:`publish`)."""
         if not self.clusterer.fitted:
             raise RuntimeError("no model before the warm start")
-        keywords = self.terms.top_keywords(SHOWN_KEYWORDS, min_users=MIN_KEYWORD_USERS, exclude=GENERIC_TERMS)
-        if self._topics is None or self.number % TOPICS_EVERY_VERSIONS == 1:
+        if self._keywords is None:
+            ranked = self.terms.top_keywords(SHOWN_KEYWORDS, min_users=MIN_KEYWORD_USERS, exclude=GENERIC_TERMS)
+            self._keywords = ({c: [w for w, _ in kws] for c, kws in ranked.items()}, generic_clusters(self.terms))
+        keywords, generic = self._keywords
+        if self._topics is None:
             topic_of = group_clusters(self.clusterer.centers, self.topics, self.clusterer.sizes())
-            self._topics = (topic_of, topic_terms(self.terms, topic_of).top_keywords(
-                SHOWN_KEYWORDS, min_users=MIN_KEYWORD_USERS, exclude=GENERIC_TERMS))
-        topic_of, topic_words = self._topics
+            ranked = topic_terms(self.terms, topic_of).top_keywords(SHOWN_KEYWORDS, min_users=MIN_KEYWORD_USERS,
+                                                                   exclude=GENERIC_TERMS)
+            self._topics = (topic_of, {t: [w for w, _ in kws] for t, kws in ranked.items()})
+        topic_of, topic_keywords = self._topics
         return ModelView(
             encoder_version=self.encoder_version, lineage=self.clusterer.lineage, number=self.number,
             centers=np.array(self.clusterer.centers, dtype=np.float32), sizes=self.clusterer.sizes().copy(),
             seen=self.clusterer.seen, merged=dict(self.merged),
-            keywords={c: [w for w, _ in kws] for c, kws in keywords.items()},
-            topic_of=topic_of, topic_keywords={t: [w for w, _ in kws] for t, kws in topic_words.items()},
-            generic=generic_clusters(self.terms), examples=self._shown_examples(),
+            keywords=keywords, topic_of=topic_of, topic_keywords=topic_keywords, generic=generic,
+            examples=self._shown_examples(),
         )
 
     def publish(self) -> ModelView:
         """Number a new version and return it; :attr:`changed` is cleared."""
         self.number += 1
         self.changed = False
+        if self.number % KEYWORDS_EVERY_VERSIONS == 1:
+            self._keywords = None
+        if self.number % TOPICS_EVERY_VERSIONS == 1:
+            self._topics = None
         return self.view()
 
     def snapshot(self, view: ModelView | None = None) -> dict[str, Any]:
@@ -189,6 +200,9 @@ class ModelOwner:
         owner.merged = {str(s): int(o) for s, o in snapshot["merged"].items()}
         owner.position = int(snapshot["position"])
         owner.number = int(snapshot["number"])
+        shown = ModelView.from_snapshot(snapshot)  # what the next versions show until the next re-ranking
+        owner._keywords = (dict(shown.keywords), shown.generic)
+        owner._topics = (dict(shown.topic_of), dict(shown.topic_keywords))
         return owner
 
     def view_centres(self) -> ModelView:
@@ -321,6 +335,7 @@ class ModelOwner:
             for s, cluster in zip(fitted_with, labels):
                 self.terms.remove(int(cluster), [str(t) for t in s["tokens"]])
         self.terms.forget_tag(tag)
+        self._keywords = self._topics = None
         self.examples = {c: [e for e in ex if e[2] != tag] for c, ex in self.examples.items()}
         self.held = {p: h for p, h in self.held.items() if h.tag != tag}
         self.changed = self.changed or self.clusterer.fitted

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from stream.core.clustering import decode_array
+from stream.core.clustering import decode_array, encode_array
 
 WIRE_FORMAT = 1
 MAX_SNAPSHOT_BYTES = 64 * 1024 * 1024  # decompressed: a bound against a hostile or corrupt message
@@ -79,9 +79,23 @@ class ModelView:
             "examples": {str(c): list(v) for c, v in self.examples.items()},
         }
 
+    def to_snapshot(self, position: int) -> dict[str, Any]:
+        """The model topic's record of this view (``position``: the learning-topic offset it covers).
+
+        Only what :meth:`from_snapshot` reads: every worker decodes each version, twice a second,
+        so the owner's keyword counts and snippet candidates go to the state topic instead."""
+        return {
+            "encoder_version": self.encoder_version, "number": self.number, "position": position,
+            "merged": dict(self.merged),
+            "clusterer": {"k": self.k, "lineage": self.lineage, "seen": self.seen,
+                          "centers": encode_array(self.centers), "counts": encode_array(self.sizes)},
+            "view": self.derived(),
+        }
+
     @staticmethod
     def from_snapshot(snapshot: Mapping[str, Any]) -> ModelView:
-        """The view inside an owner's snapshot (see :meth:`stream.core.model_owner.ModelOwner.snapshot`)."""
+        """The view inside a model-topic record (:meth:`to_snapshot`) or an owner's whole state
+        (:meth:`stream.core.model_owner.ModelOwner.snapshot`)."""
         try:
             state = snapshot["clusterer"]
             centers = decode_array(state["centers"], np.float32).reshape(int(state["k"]), -1)

@@ -1,8 +1,11 @@
-"""The two single-partition topics of the shared interest model, read with plain confluent-kafka clients.
+"""The single-partition topics of the shared interest model, read with plain confluent-kafka clients.
 
 * ``{app}-model`` (compacted, key ``model``): each version the owner publishes. Every worker
   follows it in a background thread (:class:`ModelFollower`): Faust would hand a partition to
   one worker only, and every worker needs every version.
+* ``{app}-model-state`` (compacted, key ``state``): the owner's whole state (keyword counts with
+  their writers, snippet candidates), every ``STREAM_MODEL_STATE_INTERVAL`` seconds: a new owner
+  continues from it and the learning records after it (:func:`latest_state`, :func:`learning_since`).
 * ``{app}-model-learning``: what workers learned, in the order the owner merges it. A worker
   that takes over an input partition reads the records after the latest version
   (:func:`sent_since`) to know which of that partition's texts another worker already sent.
@@ -67,28 +70,46 @@ def _records(settings: Settings, topic: str, start: int | None, timeout: float) 
         consumer.close()
 
 
-def latest_snapshot(settings: Settings, timeout: float = 60.0) -> dict[str, Any] | None:
-    """The newest version on the model topic, as the owner wrote it (None before the first fit)."""
-    for _, value in reversed(_records(settings, settings.topic_model, None, timeout)):
+def latest_snapshot(settings: Settings, topic: str, timeout: float = 60.0) -> dict[str, Any] | None:
+    """The newest record of a model topic (``topic_model``: the newest version; ``topic_model_state``:
+    the owner's newest whole state), decoded; None when there is none."""
+    for _, value in reversed(_records(settings, topic, None, timeout)):
         try:
             return decode_snapshot(value)
         except ModelFormatError as exc:
             log.error("the last record of %s is not a model snapshot (%s); starting from the one before is "
-                      "not possible on a compacted topic, so the owner starts afresh", settings.topic_model, exc)
+                      "not possible on a compacted topic, so the owner starts afresh", topic, exc)
     return None
+
+
+def latest_state(settings: Settings, timeout: float = 60.0) -> dict[str, Any] | None:
+    """The owner state to continue from: the state topic's newest, else a whole state on the model
+    topic (versions before the state topic carried one in every record)."""
+    state = latest_snapshot(settings, settings.topic_model_state, timeout)
+    if state is None:
+        legacy = latest_snapshot(settings, settings.topic_model, timeout)
+        state = legacy if legacy is not None and "terms" in legacy else None
+    return state
+
+
+def learning_since(settings: Settings, position: int, timeout: float = 60.0) -> list[tuple[int, dict[str, Any]]]:
+    """The learning topic's records after ``position``, up to its end now: (offset, message)."""
+    out = []
+    for offset, value in _records(settings, settings.topic_learning, position + 1, timeout):
+        try:
+            message = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            message = None
+        out.append((offset, message if isinstance(message, dict) else {}))
+    return out
 
 
 def sent_since(settings: Settings, position: int, timeout: float = 60.0) -> dict[str, int]:
     """Per input partition, the last offset whose learning reached the learning topic after ``position``."""
     out: dict[str, int] = {}
-    for _, value in _records(settings, settings.topic_learning, position + 1, timeout):
-        try:
-            message = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(message, dict):
-            for source, last in covered_positions(message).items():
-                out[source] = max(out.get(source, -1), last)
+    for _, message in learning_since(settings, position, timeout):
+        for source, last in covered_positions(message).items():
+            out[source] = max(out.get(source, -1), last)
     return out
 
 

@@ -19,22 +19,23 @@ class TopicLayoutError(RuntimeError):
 
 def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
     """Per-topic configs: profiles are keyed upserts (compacted); dead letters are kept long; the model
-    topic keeps the newest version (a few MB at most) and the learning topic what it has not merged."""
+    topics keep the newest version and the owner's newest state (a few MB at most), and the learning
+    topic (a week) what the owner merged since that state."""
     return {
         **{topic: {} for topic in settings.kind_of_topic},
         settings.topic_alerts: {},
         settings.topic_updates: {"retention.ms": str(_WEEK_MS)},
         settings.topic_profiles: {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"},
         settings.topic_dead_letters: {"retention.ms": str(4 * _WEEK_MS)},
-        settings.topic_model: {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1",
-                               "segment.ms": str(3_600_000), "max.message.bytes": str(MAX_MODEL_BYTES)},
+        **{topic: {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": str(3_600_000),
+                   "max.message.bytes": str(MAX_MODEL_BYTES)} for topic in (settings.topic_model, settings.topic_model_state)},
         settings.topic_learning: {"retention.ms": str(_WEEK_MS), "max.message.bytes": str(8 * 1024 * 1024)},
     }
 
 
 def topic_partitions(settings: Settings) -> dict[str, int]:
-    """Partitions per topic: the two model topics have one (one owner, one order), all others the same count."""
-    single = {settings.topic_model, settings.topic_learning}
+    """Partitions per topic: the model topics have one (one owner, one order), all others the same count."""
+    single = {settings.topic_model, settings.topic_model_state, settings.topic_learning}
     return {name: 1 if name in single else settings.partitions for name in topic_configs(settings)}
 
 

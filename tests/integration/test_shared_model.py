@@ -85,7 +85,8 @@ def probe(worker: WorkerProcess) -> tuple[str, list[int]]:
 
 def test_three_workers_share_one_model_and_survive_the_owner_dying(broker, settings_factory, tmp_path: Path) -> None:
     base = settings_factory(broker.bootstrap, partitions=6, clusters=4, warmup=60, warmup_max_wait=5.0,
-                            model_publish_interval=0.3)
+                            model_publish_interval=0.3, model_state_interval=60.0)  # the successor catches up from
+    # the state of the first version and the learning records after it
     ensure_topics(base)
 
     def worker(i: int) -> WorkerProcess:
@@ -104,7 +105,7 @@ def test_three_workers_share_one_model_and_survive_the_owner_dying(broker, setti
         produce_feed(base, first)
 
         owner = wait_until("a model owner", lambda: ((o := owner_of(workers)) is not None, o), workers)
-        wait_until("the first model version", lambda: (latest_snapshot(base) is not None, None), workers)
+        wait_until("the first model version", lambda: (latest_snapshot(base, base.topic_model) is not None, None), workers)
         owner.kill()  # mid-stream: half the feed is still to come
         survivors = [w for w in workers if w is not owner]
         produce_feed(base, second)
@@ -120,7 +121,7 @@ def test_three_workers_share_one_model_and_survive_the_owner_dying(broker, setti
         wait_until("every profile's counts", profiles_complete, survivors, timeout=150)
 
         def all_learned() -> tuple[bool, object]:
-            snapshot = latest_snapshot(base)
+            snapshot = latest_snapshot(base, base.topic_model)
             seen = ModelView.from_snapshot(snapshot).seen if snapshot else 0
             return seen >= texts, seen
 

@@ -142,6 +142,31 @@ def test_the_owner_continues_exactly_from_its_snapshot_after_a_failover() -> Non
     assert successor.publish().version == o.publish().version
 
 
+def test_a_version_record_holds_only_what_workers_read_and_a_successor_catches_up_from_an_older_state() -> None:
+    o, a = warmed(topics=2)
+    msgs = [m for i in range(3) for m in sent(a, stream("r/0", 20 + 10 * i, 10))]
+    o.receive(msgs[0], position=1)
+    state = decode_snapshot(encode_snapshot(o.snapshot(o.publish())))  # the state topic's newest record
+    o.receive(msgs[1], position=2)
+    view = o.publish()  # a version after that state: on the model topic only
+    record = decode_snapshot(encode_snapshot(view.to_snapshot(o.position)))
+    assert not {"terms", "examples_state"} & set(record), "the owner's counts are not every worker's business"
+    got = ModelView.from_snapshot(record)
+    assert (got.version, got.seen, dict(got.merged), record["position"]) == (view.version, view.seen, view.merged, 2)
+    assert (got.keywords, got.examples, got.topic_of, got.generic) == (view.keywords, view.examples, view.topic_of,
+                                                                      view.generic)
+    np.testing.assert_array_equal(got.centers, view.centers)
+    np.testing.assert_array_equal(got.sizes, view.sizes)
+    successor = ModelOwner.restore(state)
+    for position, m in [(2, msgs[1]), (3, msgs[2])]:  # the learning records after the state, then new ones
+        successor.receive(m, position=position)
+    o.receive(msgs[2], position=3)
+    np.testing.assert_array_equal(successor.clusterer.centers, o.clusterer.centers)
+    assert successor.terms == o.terms and successor.examples == o.examples
+    successor.number = max(successor.number, got.number)  # what the worker's shell does with the newest version
+    assert successor.publish().version == o.publish().version
+
+
 def test_a_word_labels_a_cluster_only_when_three_distinct_users_wrote_it() -> None:
     o = owner(k=2, warmup=13)
     learner = Learner(ENC)
