@@ -14,8 +14,9 @@ partition of the learning topic); it reads the workers' messages
 * keeps snippets whose every word at least ``MIN_KEYWORD_USERS`` users wrote, and takes a
   forgotten user's words, snippets and writer tag out.
 
-Its whole state is :meth:`ModelOwner.snapshot` (published on the compacted model topic), so a
-new owner continues from the last version plus the learning messages after it. No I/O here.
+Its whole state is :meth:`ModelOwner.snapshot` (written to the compacted state topic every few
+seconds; each version on the model topic is only :meth:`ModelView.to_snapshot`), so a new owner
+continues from the last state plus the learning messages after it. No I/O here.
 """
 
 from __future__ import annotations
@@ -143,19 +144,11 @@ class ModelOwner:
     # ------------------------------------------------------------------ output
 
     def view(self) -> ModelView:
-        """The version to publish (numbered by :meth:`publish`)."""
+        """The version to publish (numbered by :meth:`publish`), with the keywords and topics of the last ranking."""
         if not self.clusterer.fitted:
             raise RuntimeError("no model before the warm start")
-        if self._keywords is None:
-            ranked = self.terms.top_keywords(SHOWN_KEYWORDS, min_users=MIN_KEYWORD_USERS, exclude=GENERIC_TERMS)
-            self._keywords = ({c: [w for w, _ in kws] for c, kws in ranked.items()}, generic_clusters(self.terms))
-        keywords, generic = self._keywords
-        if self._topics is None:
-            topic_of = group_clusters(self.clusterer.centers, self.topics, self.clusterer.sizes())
-            ranked = topic_terms(self.terms, topic_of).top_keywords(SHOWN_KEYWORDS, min_users=MIN_KEYWORD_USERS,
-                                                                   exclude=GENERIC_TERMS)
-            self._topics = (topic_of, {t: [w for w, _ in kws] for t, kws in ranked.items()})
-        topic_of, topic_keywords = self._topics
+        keywords, generic = self._keywords or self._rank_keywords()
+        topic_of, topic_keywords = self._topics or self._rank_topics()
         return ModelView(
             encoder_version=self.encoder_version, lineage=self.clusterer.lineage, number=self.number,
             centers=np.array(self.clusterer.centers, dtype=np.float32), sizes=self.clusterer.sizes().copy(),
@@ -165,17 +158,38 @@ class ModelOwner:
         )
 
     def publish(self) -> ModelView:
-        """Number a new version and return it; :attr:`changed` is cleared."""
+        """Number a new version and return it; :attr:`changed` is cleared. Keywords are re-ranked on
+        every ``KEYWORDS_EVERY_VERSIONS``-th version, topics on every ``TOPICS_EVERY_VERSIONS``-th, and
+        both on the first version after a forget."""
         self.number += 1
         self.changed = False
-        if self.number % KEYWORDS_EVERY_VERSIONS == 1:
-            self._keywords = None
-        if self.number % TOPICS_EVERY_VERSIONS == 1:
-            self._topics = None
+        if self._keywords is None or self.number % KEYWORDS_EVERY_VERSIONS == 1:
+            self._keywords = self._rank_keywords()
+        if self._topics is None or self.number % TOPICS_EVERY_VERSIONS == 1:
+            self._topics = self._rank_topics()
         return self.view()
 
+    def continue_after(self, published: ModelView) -> None:
+        """Continue the numbering and the shown keywords of ``published``, a newer version of this lineage
+        than the state this owner was restored from (its predecessor published it before it died)."""
+        if published.lineage != self.clusterer.lineage or published.number <= self.number:
+            return
+        self.number = published.number
+        self._keywords = (dict(published.keywords), published.generic)
+        self._topics = (dict(published.topic_of), dict(published.topic_keywords))
+
+    def _rank_keywords(self) -> tuple[dict[int, list[str]], frozenset[int]]:
+        ranked = self.terms.top_keywords(SHOWN_KEYWORDS, min_users=MIN_KEYWORD_USERS, exclude=GENERIC_TERMS)
+        return {c: [w for w, _ in kws] for c, kws in ranked.items()}, generic_clusters(self.terms)
+
+    def _rank_topics(self) -> tuple[dict[int, int], dict[int, list[str]]]:
+        topic_of = group_clusters(self.clusterer.centers, self.topics, self.clusterer.sizes())
+        ranked = topic_terms(self.terms, topic_of).top_keywords(SHOWN_KEYWORDS, min_users=MIN_KEYWORD_USERS,
+                                                               exclude=GENERIC_TERMS)
+        return topic_of, {t: [w for w, _ in kws] for t, kws in ranked.items()}
+
     def snapshot(self, view: ModelView | None = None) -> dict[str, Any]:
-        """Everything a new owner needs to continue (JSON-safe): the model topic's record for ``view``
+        """Everything a new owner needs to continue (JSON-safe): the state topic's record as of ``view``
         (the current state described afresh when not given)."""
         view = self.view() if view is None else view
         return {

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -43,42 +44,45 @@ def _consumer(settings: Settings, **config: Any) -> Consumer:
     })
 
 
-def _records(settings: Settings, topic: str, start: int | None, timeout: float) -> list[tuple[int, bytes]]:
-    """(offset, value) of partition 0 from ``start`` (None: only the last record) to the end seen now."""
+def _records(settings: Settings, topic: str, start: int | None, timeout: float,
+             stop: int | None = None) -> Iterator[tuple[int, bytes]]:
+    """(offset, value) of partition 0 from ``start`` (None: only the last record) up to ``stop``
+    (exclusive; at most the end seen now), read as it arrives; ``timeout``: most seconds without progress."""
     consumer = _consumer(settings)
     try:
         tp = TopicPartition(topic, 0)
         low, high = consumer.get_watermark_offsets(tp, timeout=10)
+        end = high if stop is None else min(stop, high)
         first = max(low, high - 1) if start is None else max(low, start)
-        if first >= high:
-            return []
+        if first >= end:
+            return
         consumer.assign([TopicPartition(topic, 0, first)])
-        out: list[tuple[int, bytes]] = []
         deadline = time.monotonic() + timeout
-        reached = False
-        while not reached:
+        while True:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {topic} from {first}: offset {high - 1} not reached in {timeout}s")
+                raise TimeoutError(f"reading {topic} from {first}: no progress towards offset {end - 1} in {timeout}s")
             for msg in consumer.consume(500, timeout=0.2):
                 if msg.error():
                     raise RuntimeError(str(msg.error()))
+                deadline = time.monotonic() + timeout
+                if msg.offset() >= end:
+                    return
                 if msg.value():
-                    out.append((msg.offset(), msg.value()))
-                reached = reached or msg.offset() >= high - 1
-        return out
+                    yield msg.offset(), msg.value()
+                if msg.offset() >= end - 1:
+                    return
     finally:
         consumer.close()
 
 
 def latest_snapshot(settings: Settings, topic: str, timeout: float = 60.0) -> dict[str, Any] | None:
     """The newest record of a model topic (``topic_model``: the newest version; ``topic_model_state``:
-    the owner's newest whole state), decoded; None when there is none."""
-    for _, value in reversed(_records(settings, topic, None, timeout)):
+    the owner's newest whole state), decoded; None when there is none or it cannot be read."""
+    for _, value in _records(settings, topic, None, timeout):
         try:
             return decode_snapshot(value)
         except ModelFormatError as exc:
-            log.error("the last record of %s is not a model snapshot (%s); starting from the one before is "
-                      "not possible on a compacted topic, so the owner starts afresh", topic, exc)
+            log.error("the last record of %s is not a model snapshot (%s): ignored", topic, exc)
     return None
 
 
@@ -92,16 +96,16 @@ def latest_state(settings: Settings, timeout: float = 60.0) -> dict[str, Any] | 
     return state
 
 
-def learning_since(settings: Settings, position: int, timeout: float = 60.0) -> list[tuple[int, dict[str, Any]]]:
-    """The learning topic's records after ``position``, up to its end now: (offset, message)."""
-    out = []
-    for offset, value in _records(settings, settings.topic_learning, position + 1, timeout):
+def learning_since(settings: Settings, position: int, stop: int | None = None,
+                   timeout: float = 60.0) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The learning topic's records after ``position`` and before ``stop`` (default: its end now), as
+    (offset, message), read as they arrive (a record that is not a JSON object reads as ``{}``)."""
+    for offset, value in _records(settings, settings.topic_learning, position + 1, timeout, stop):
         try:
             message = orjson.loads(value)
         except orjson.JSONDecodeError:
             message = None
-        out.append((offset, message if isinstance(message, dict) else {}))
-    return out
+        yield offset, message if isinstance(message, dict) else {}
 
 
 def sent_since(settings: Settings, position: int, timeout: float = 60.0) -> dict[str, int]:

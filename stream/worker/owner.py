@@ -30,8 +30,8 @@ import orjson
 from stream.config import Settings
 from stream.core.clustering import OnlineClusterer
 from stream.core.model_owner import ModelOwner
-from stream.core.shared_model import encode_snapshot
-from stream.kafka.clients import make_producer
+from stream.core.shared_model import ModelFormatError, ModelView, encode_snapshot
+from stream.kafka.clients import committed_offsets, make_producer
 from stream.kafka.model_topics import latest_snapshot, latest_state, learning_since
 from stream.kafka.topics import MAX_MODEL_BYTES
 
@@ -53,8 +53,8 @@ class OwnerStage:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-owner")
         self.unacked: list[tuple[faust.StreamT, faust.EventT]] = []
         self._producer: Any = None
-        self.published_at: float | None = None
-        self.state_published_at: float | None = None
+        self.state_written: tuple[float, int, int] | None = None  # when, at which position and after how many
+        # forgets the last whole state was written by this owner; None: due with the next version
 
     async def handle(self, stream: faust.StreamT, events: list[faust.EventT]) -> None:
         records = [(e.message.offset, e.message.value) for e in events]
@@ -64,12 +64,16 @@ class OwnerStage:
             await self._publish_then_ack()
 
     async def on_timer(self) -> None:
-        """A warm-up that waited ``warmup_max_wait`` fits with what is buffered, even without new records."""
-        if self.owner is None or self.owner.clusterer.fitted or not self.owner.held:
+        """A warm-up that waited ``warmup_max_wait`` fits with what is buffered, and a whole state behind
+        the newest version is written once it is due, even without new records (the learning records
+        after it are deleted after a week)."""
+        if self.owner is None or not (self.owner.held or self.owner.clusterer.fitted):
             return
         async with self.lock:
             if self.owner.fit_if_due(time.monotonic()):
                 await self._publish_then_ack()
+            elif self.owner.clusterer.fitted and not self.owner.changed and self._state_due(time.monotonic()):
+                await asyncio.get_running_loop().run_in_executor(self.executor, self._write_state, None)
 
     def state(self) -> dict[str, Any]:
         """For /health: what this worker merged as owner (empty when it is not the owner)."""
@@ -93,19 +97,23 @@ class OwnerStage:
 
     def _load(self) -> ModelOwner:
         s = self.settings
+        self.state_written = None
         state = latest_state(s)
         if state is not None and state.get("encoder_version") == self.encoder_version:
             owner = ModelOwner.restore(state, warmup_max_wait=s.warmup_max_wait)
-            since = learning_since(s, owner.position)
-            for offset, message in since:  # acked after versions that this state does not include
-                owner.receive(message, position=offset, now=time.monotonic())
             published = latest_snapshot(s, s.topic_model)
-            owner.number = max(owner.number, int((published or {}).get("number", 0)))  # workers take only newer ones
-            log.info("model owner: continuing from the state of version %d and %d learning records since, at "
-                     "position %d", int(state["number"]), len(since), owner.position)
+            if published is not None and published.get("encoder_version") == self.encoder_version:
+                try:
+                    owner.continue_after(ModelView.from_snapshot(published))  # workers take only newer numbers
+                except ModelFormatError as exc:
+                    log.error("the newest record of %s is not a model version (%s): numbering from the state",
+                              s.topic_model, exc)
+            replayed = self._replay_acked(owner)
+            log.info("model owner: continuing from the state of version %d and %d learning records acked since; "
+                     "at position %d, next version %d", int(state["number"]), replayed, owner.position, owner.number + 1)
             return owner
         if state is not None:
-            log.error("model topic %s holds a model of encoder %s, this worker runs %s: starting a new lineage "
+            log.error("model state topic %s holds a model of encoder %s, this worker runs %s: starting a new lineage "
                       "(workers of the old encoder cannot contribute to it)", s.topic_model_state,
                       state.get("encoder_version"), self.encoder_version)
         log.info("model owner: no model yet; collecting warm-up samples from the learning topic")
@@ -113,6 +121,25 @@ class OwnerStage:
                                     half_life_events=s.half_life_events, reassignment_ratio=s.reassignment_ratio)
         return ModelOwner(clusterer, encoder_version=self.encoder_version, topics=s.topics,
                           warmup_max_wait=s.warmup_max_wait)
+
+    def _replay_acked(self, owner: ModelOwner) -> int:
+        """Merge the learning records after the state that the last owner acked (it acks after each version,
+        the state comes less often); Faust delivers those after the committed offset. Returns how many."""
+        s = self.settings
+        committed = committed_offsets(s, s.app_id, [s.topic_learning]).get(f"{s.topic_learning}/0")
+        start = owner.position + 1
+        if committed is None or committed <= start:
+            return 0
+        first, replayed = None, 0
+        for offset, message in learning_since(s, owner.position, stop=committed):
+            first = offset if first is None else first
+            owner.receive(message, position=offset, now=time.monotonic())
+            replayed += 1
+        if first is None or first > start:
+            log.error("learning records %d to %d of %s were acked but are gone (retention) before a model state "
+                      "covered them: the model lacks that learning", start, (committed if first is None else first) - 1,
+                      s.topic_learning)
+        return replayed
 
     async def _publish_then_ack(self) -> None:
         assert self.owner is not None
@@ -123,29 +150,47 @@ class OwnerStage:
                 await stream.ack(event)
             self.unacked.clear()
 
-    def _publish(self) -> None:
-        """The new version on the model topic and, every ``model_state_interval``, the whole state on the
-        state topic; both acknowledged by the broker before the learning records are acked."""
+    def _state_due(self, now: float) -> bool:
+        """The whole state is written with the first version after a load or a forget (a forgotten writer's
+        words must not wait in the state), and when it is ``model_state_interval`` behind."""
         assert self.owner is not None
-        s, now = self.settings, time.monotonic()
+        if self.state_written is None:
+            return True
+        when, position, forgets = self.state_written
+        if self.owner.counts["forget"] != forgets:
+            return True
+        return self.owner.position > position and now - when >= self.settings.model_state_interval
+
+    def _publish(self) -> None:
+        """The whole state first when due (so the first version of a lineage never exists without one), then
+        the new version; each acknowledged by the broker before the next step."""
+        assert self.owner is not None
         view = self.owner.publish()
-        records = [(s.topic_model, MODEL_KEY, encode_snapshot(view.to_snapshot(self.owner.position)))]
-        with_state = self.state_published_at is None or now - self.state_published_at >= s.model_state_interval
-        if with_state:
-            records.append((s.topic_model_state, STATE_KEY, encode_snapshot(self.owner.snapshot(view))))
-        if self._producer is None:
-            self._producer = make_producer(s, **{"message.max.bytes": MAX_MODEL_BYTES + 1024 * 1024,
-                                                 "compression.type": "none"})
-        errors: list[Any] = []
-        for topic, key, data in records:
-            self._producer.produce(topic, key=key, value=data,
-                                   on_delivery=lambda err, _msg: errors.append(err) if err else None)
-        if self._producer.flush(30) or errors:
+        try:
+            if self._state_due(time.monotonic()):
+                self._write_state(view)
+            data = encode_snapshot(view.to_snapshot(self.owner.position))
+            self._send(self.settings.topic_model, MODEL_KEY, data, f"model version {view.number}")
+        except Exception:
             self.owner.number -= 1  # not published: the next attempt reuses the number
             self.owner.changed = True
-            raise RuntimeError(f"model version {view.number} not published: {errors or 'flush timed out'}")
-        self.published_at = now
-        if with_state:
-            self.state_published_at = now
-        log.info("model version %s published (%d bytes%s, %d texts learned)", view.version, len(records[0][2]),
-                 f"; state {len(records[1][2])} bytes" if with_state else "", view.seen)
+            raise
+        log.info("model version %s published (%d bytes, %d texts learned)", view.version, len(data), view.seen)
+
+    def _write_state(self, view: ModelView | None) -> None:
+        assert self.owner is not None
+        data = encode_snapshot(self.owner.snapshot(view))
+        self._send(self.settings.topic_model_state, STATE_KEY, data, f"model state of version {self.owner.number}")
+        self.state_written = (time.monotonic(), self.owner.position, self.owner.counts["forget"])
+        log.info("model state of version %d written (%d bytes, position %d)", self.owner.number, len(data),
+                 self.owner.position)
+
+    def _send(self, topic: str, key: bytes, data: bytes, what: str) -> None:
+        if self._producer is None:
+            self._producer = make_producer(self.settings, **{"message.max.bytes": MAX_MODEL_BYTES + 1024 * 1024,
+                                                              "compression.type": "none"})
+        errors: list[Any] = []
+        self._producer.produce(topic, key=key, value=data,
+                               on_delivery=lambda err, _msg: errors.append(err) if err else None)
+        if self._producer.flush(30) or errors:
+            raise RuntimeError(f"{what} not published: {errors or 'flush timed out'}")

@@ -6,6 +6,7 @@ they would send on the learning topic, delivered here in a chosen order to :clas
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -165,6 +166,52 @@ def test_a_version_record_holds_only_what_workers_read_and_a_successor_catches_u
     assert successor.terms == o.terms and successor.examples == o.examples
     successor.number = max(successor.number, got.number)  # what the worker's shell does with the newest version
     assert successor.publish().version == o.publish().version
+
+
+def varied(start: int, n: int) -> list[Sample]:
+    """Texts whose words shift with the offset, so that every re-ranking of the keywords can change them."""
+    return [sample("r/0", start + i, i % 4, user=f"u{i % 6}", tokens=(f"w{i % 4}", f"t{(start + i) // 7 % 9}"))
+            for i in range(n)]
+
+
+def test_a_successor_from_an_older_state_numbers_after_and_shows_what_the_newest_version_showed() -> None:
+    o, a = warmed(topics=2)
+    msgs = [m for i in range(14) for m in sent(a, varied(20 + 10 * i, 10))]
+    o.receive(msgs[0], position=1)
+    state = decode_snapshot(encode_snapshot(o.snapshot(o.publish())))  # version 2's state; 3..13 follow without one
+    for position, m in enumerate(msgs[1:12], start=2):
+        o.receive(m, position=position)
+        newest = o.publish()
+    assert newest.number == 13 and newest.keywords != ModelView.from_snapshot(state).keywords, "re-ranked at 11"
+    successor = ModelOwner.restore(state)
+    successor.continue_after(ModelView.from_snapshot(decode_snapshot(encode_snapshot(newest.to_snapshot(12)))))
+    for position, m in enumerate(msgs[1:12], start=2):  # the records acked after versions 3..13
+        successor.receive(m, position=position)
+    for position, m in enumerate(msgs[12:], start=13):
+        o.receive(m, position=position)
+        successor.receive(m, position=position)
+        mine, theirs = successor.publish(), o.publish()
+        assert (mine.version, mine.keywords, mine.topic_keywords) == (theirs.version, theirs.keywords,
+                                                                     theirs.topic_keywords)
+    other = ModelOwner.restore(state)
+    other.clusterer.lineage = "another"
+    other.continue_after(newest)
+    assert other.number == 2, "another lineage's numbers say nothing about this one"
+
+
+def test_describing_the_state_changes_no_later_version() -> None:
+    o, a = warmed(topics=2)
+    first, later = sent(a, varied(20, 10)), sent(a, varied(100, 10))  # later: words the first batch has not
+    o.receive(first[0], position=1)
+    o.publish()
+    o.receive(a.forget_message({}, "u1"), position=2)  # clears the ranked keywords: the next version ranks again
+    twin, stale = copy.deepcopy(o), copy.deepcopy(o)
+    stale._keywords = stale._rank_keywords()  # what keeping a ranking made at the checkpoint would show
+    o.snapshot()  # a checkpoint between the forget and the next version
+    for owner_ in (o, twin, stale):
+        owner_.receive(later[0], position=3)
+    assert stale.publish().keywords != twin.publish().keywords, "the probe can tell the two apart"
+    assert o.publish().keywords == twin.view().keywords
 
 
 def test_a_word_labels_a_cluster_only_when_three_distinct_users_wrote_it() -> None:
