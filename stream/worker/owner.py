@@ -4,12 +4,14 @@ Kafka's group protocol gives the single partition of ``{app}-model-learning`` to
 worker of the application and moves it when that worker dies; whoever holds it runs
 :class:`~stream.core.model_owner.ModelOwner`. Order per batch of learning records:
 
-  1. (first batch after an assignment) load the newest state from the state topic and merge the
-     learning records after it, so a new owner continues where the last one published;
+  1. (first batch after an assignment) load the newest state from the state topic, continue the
+     numbering of the newest version, and merge the learning records after the state that the
+     last owner acked, so a new owner continues where the last one published;
   2. merge the records in offset order (a record at or before the owner's position is skipped,
      so the records re-read after a takeover count once);
-  3. if the model changed: publish the new version on the model topic (and, every
-     ``model_state_interval``, the whole state on the state topic) and wait for the broker;
+  3. if the model changed: write the whole state on the state topic when due (see
+     :meth:`OwnerStage._state_due`), then publish the new version on the model topic, each
+     acknowledged by the broker;
   4. ack the records (once fitted: every record is in a published version or was a duplicate).
 
 Before the first fit nothing is acked: the warm-up buffer lives only in memory, and a
