@@ -48,7 +48,9 @@ class Settings(BaseSettings):
         0.1, ge=0, description="seconds the worker's consumer long-polls the broker (Faust hard-codes 1.5)"
     )
     session_timeout: float = Field(30.0, gt=0, description="seconds before a silent worker's partitions move to another")
-    producer_linger_ms: float = Field(5.0, ge=0, description="ms the worker's producer waits to fill a batch (Faust's default 0)")
+    producer_linger_ms: float = Field(
+        1.0, ge=0, description="ms the worker's producer waits to fill a batch (Faust's default 0); each hop pays it"
+    )
     producer_batch_bytes: int = Field(262_144, ge=1, description="most bytes per produce batch and partition (Faust's 16 KiB)")
 
     # Local broker (stream broker start)
