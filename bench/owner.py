@@ -68,10 +68,11 @@ def message_cost(owner: ModelOwner, learner: Learner, rng: np.random.Generator, 
     return (time.process_time() - began) / len(records)
 
 
-def version_cost(owner: ModelOwner, repeats: int = TOPICS_EVERY_VERSIONS) -> dict[str, tuple[float, int]]:
+def version_cost(owner: ModelOwner, repeats: int = TOPICS_EVERY_VERSIONS,
+                 states: int = 5) -> dict[str, tuple[float, int]]:
     """CPU seconds and bytes of: one version on the model topic (owner side), reading it (every
-    worker's side), and one whole state on the state topic (owner side); averaged over a cycle of
-    versions, since keywords and topics are re-ranked every few versions only."""
+    worker's side), averaged over a cycle of versions (keywords and topics are re-ranked every few
+    versions only), and one whole state on the state topic (owner side)."""
     costs: dict[str, list[float]] = {"version": [], "follower": [], "state": []}
     for _ in range(repeats):
         began = time.process_time()
@@ -79,13 +80,14 @@ def version_cost(owner: ModelOwner, repeats: int = TOPICS_EVERY_VERSIONS) -> dic
         record = encode_snapshot(view.to_snapshot(owner.position))
         read = time.process_time()
         ModelView.from_snapshot(decode_snapshot(record))
-        state_began = time.process_time()
-        state = encode_snapshot(owner.snapshot(view))
         costs["version"].append(read - began)
-        costs["follower"].append(state_began - read)
-        costs["state"].append(time.process_time() - state_began)
+        costs["follower"].append(time.process_time() - read)
+    for _ in range(states):
+        began = time.process_time()
+        state = encode_snapshot(owner.snapshot(view))
+        costs["state"].append(time.process_time() - began)
     sizes = {"version": len(record), "follower": len(record), "state": len(state)}
-    return {what: (sum(times) / repeats, sizes[what]) for what, times in costs.items()}
+    return {what: (sum(times) / len(times), sizes[what]) for what, times in costs.items()}
 
 
 def scaling_table(costs: dict[tuple[int, int], float], publish_s: float, publish_per_s: float,

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 import numpy as np
 from sklearn.cluster import KMeans
 
-from stream.core.keywords import ClusterTerms
+from stream.core.keywords import TRACKED_USERS, ClusterTerms
 
 
 def group_clusters(centers: np.ndarray, n_topics: int, sizes: np.ndarray | None = None) -> dict[int, int]:
@@ -48,13 +48,17 @@ def topic_terms(terms: ClusterTerms, topic_of: Mapping[int, int]) -> ClusterTerm
     {0: {'屏幕': 3.0, '电池': 1.0}}
     """
     counts: dict[int, dict[str, float]] = {}
-    users: dict[int, dict[str, list[str]]] = {}
+    users: dict[int, dict[str, dict[str, None]]] = {}  # ordered sets of writer tags
     for cluster, words in terms.counts.items():
         topic = topic_of.get(cluster, cluster)
         mine = counts.setdefault(topic, {})
         for token, n in words.items():
             mine[token] = mine.get(token, 0.0) + n
+        writers = users.setdefault(topic, {})
         for token, tags in terms.users.get(cluster, {}).items():
-            merged = users.setdefault(topic, {}).setdefault(token, [])
-            merged.extend(t for t in tags if t not in merged)
+            merged = writers.get(token)
+            if merged is None:
+                writers[token] = dict.fromkeys(tags)
+            elif len(merged) < TRACKED_USERS:
+                merged.update(dict.fromkeys(tags))
     return ClusterTerms(counts, min_count=terms.min_count, users=users)

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 SNAPSHOT_FORMAT = 1
 MAX_TERMS_PER_CLUSTER = 500
-TOPICS_EVERY_VERSIONS = 20  # the coarse topics are regrouped on version 1, 21, 41, ... (every ~10 s at 0.5 s)
+TOPICS_EVERY_VERSIONS = 120  # the coarse topics are regrouped on version 1, 121, 241, ... (every ~60 s at 0.5 s)
 KEYWORDS_EVERY_VERSIONS = 10  # cluster keywords are re-ranked on version 1, 11, 21, ... (every ~5 s at 0.5 s)
 SHOWN_KEYWORDS = 10  # per cluster and per topic in a view (profiles show 5, /clusters 10)
 EXAMPLES_PER_CLUSTER = 3
