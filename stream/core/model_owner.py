@@ -170,10 +170,10 @@ class ModelOwner:
         return self.view()
 
     def continue_after(self, published: ModelView) -> None:
-        """Continue the numbering and the shown keywords of ``published``, a newer version of this lineage
-        than the state this owner was restored from (its predecessor published it before it died)."""
-        if published.lineage != self.clusterer.lineage or published.number <= self.number:
-            return
+        """Continue the numbering and the shown keywords of ``published``, the newest version of this lineage
+        (its predecessor may have published it after the state this owner was restored from)."""
+        if published.lineage != self.clusterer.lineage or published.number < self.number:
+            return  # (the same number: a version retried after its state was written, ranked again)
         self.number = published.number
         self._keywords = (dict(published.keywords), published.generic)
         self._topics = (dict(published.topic_of), dict(published.topic_keywords))

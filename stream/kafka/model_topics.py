@@ -108,10 +108,20 @@ def learning_since(settings: Settings, position: int, stop: int | None = None,
         yield offset, message if isinstance(message, dict) else {}
 
 
+def first_offset(settings: Settings, topic: str) -> int:
+    """The oldest offset still on partition 0 of ``topic`` (retention deletes from the front)."""
+    consumer = _consumer(settings)
+    try:
+        low, _ = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+        return int(low)
+    finally:
+        consumer.close()
+
+
 def sent_since(settings: Settings, position: int, timeout: float = 60.0) -> dict[str, int]:
     """Per input partition, the last offset whose learning reached the learning topic after ``position``."""
     out: dict[str, int] = {}
-    for _, message in learning_since(settings, position, timeout):
+    for _, message in learning_since(settings, position, timeout=timeout):
         for source, last in covered_positions(message).items():
             out[source] = max(out.get(source, -1), last)
     return out

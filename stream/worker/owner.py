@@ -34,7 +34,7 @@ from stream.core.clustering import OnlineClusterer
 from stream.core.model_owner import ModelOwner
 from stream.core.shared_model import ModelFormatError, ModelView, encode_snapshot
 from stream.kafka.clients import committed_offsets, make_producer
-from stream.kafka.model_topics import latest_snapshot, latest_state, learning_since
+from stream.kafka.model_topics import first_offset, latest_snapshot, latest_state, learning_since
 from stream.kafka.topics import MAX_MODEL_BYTES
 
 log = logging.getLogger(__name__)
@@ -72,10 +72,15 @@ class OwnerStage:
         if self.owner is None or not (self.owner.held or self.owner.clusterer.fitted):
             return
         async with self.lock:
+            if self.reload:  # the learning partition moved: this owner may no longer be the one (its state is older)
+                return
             if self.owner.fit_if_due(time.monotonic()):
                 await self._publish_then_ack()
             elif self.owner.clusterer.fitted and not self.owner.changed and self._state_due(time.monotonic()):
-                await asyncio.get_running_loop().run_in_executor(self.executor, self._write_state, None)
+                try:
+                    await asyncio.get_running_loop().run_in_executor(self.executor, self._write_state, None)
+                except Exception:  # noqa: BLE001 - the broker may be away for a moment: the next tick tries again
+                    log.warning("model state not written; trying again in a second", exc_info=True)
 
     def state(self) -> dict[str, Any]:
         """For /health: what this worker merged as owner (empty when it is not the owner)."""
@@ -128,19 +133,17 @@ class OwnerStage:
         """Merge the learning records after the state that the last owner acked (it acks after each version,
         the state comes less often); Faust delivers those after the committed offset. Returns how many."""
         s = self.settings
-        committed = committed_offsets(s, s.app_id, [s.topic_learning]).get(f"{s.topic_learning}/0")
         start = owner.position + 1
-        if committed is None or committed <= start:
-            return 0
-        first, replayed = None, 0
-        for offset, message in learning_since(s, owner.position, stop=committed):
-            first = offset if first is None else first
-            owner.receive(message, position=offset, now=time.monotonic())
-            replayed += 1
-        if first is None or first > start:
-            log.error("learning records %d to %d of %s were acked but are gone (retention) before a model state "
-                      "covered them: the model lacks that learning", start, (committed if first is None else first) - 1,
-                      s.topic_learning)
+        kept_from = first_offset(s, s.topic_learning)
+        if kept_from > start:
+            log.error("learning records %d to %d of %s are gone (retention) and no model state covered them: the "
+                      "model lacks that learning", start, kept_from - 1, s.topic_learning)
+        committed = committed_offsets(s, s.app_id, [s.topic_learning]).get(f"{s.topic_learning}/0")
+        replayed = 0
+        if committed is not None and committed > start:
+            for offset, message in learning_since(s, owner.position, stop=committed):
+                owner.receive(message, position=offset, now=time.monotonic())
+                replayed += 1
         return replayed
 
     async def _publish_then_ack(self) -> None:

@@ -7,6 +7,7 @@ they would send on the learning topic, delivered here in a chosen order to :clas
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 
 import numpy as np
@@ -193,6 +194,9 @@ def test_a_successor_from_an_older_state_numbers_after_and_shows_what_the_newest
         mine, theirs = successor.publish(), o.publish()
         assert (mine.version, mine.keywords, mine.topic_keywords) == (theirs.version, theirs.keywords,
                                                                      theirs.topic_keywords)
+    retried = ModelOwner.restore(state)  # version 2 failed after its state was written, and was retried ranked anew
+    retried.continue_after(dataclasses.replace(ModelView.from_snapshot(state), keywords={0: ["重新排名"]}))
+    assert (retried.number, retried.view().keywords) == (2, {0: ["重新排名"]}), "the published one is what workers saw"
     other = ModelOwner.restore(state)
     other.clusterer.lineage = "another"
     other.continue_after(newest)
