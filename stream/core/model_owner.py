@@ -175,8 +175,12 @@ class ModelOwner:
         if published.lineage != self.clusterer.lineage or published.number < self.number:
             return  # (the same number: a version retried after its state was written, ranked again)
         self.number = published.number
-        self._keywords = (dict(published.keywords), published.generic)
-        self._topics = (dict(published.topic_of), dict(published.topic_keywords))
+        self._show(published)
+
+    def _show(self, view: ModelView) -> None:
+        """Show what ``view`` shows until the next re-ranking (its keywords, generic clusters and topics)."""
+        self._keywords = (dict(view.keywords), view.generic)
+        self._topics = (dict(view.topic_of), dict(view.topic_keywords))
 
     def _rank_keywords(self) -> tuple[dict[int, list[str]], frozenset[int]]:
         ranked = self.terms.top_keywords(SHOWN_KEYWORDS, min_users=MIN_KEYWORD_USERS, exclude=GENERIC_TERMS)
@@ -214,9 +218,7 @@ class ModelOwner:
         owner.merged = {str(s): int(o) for s, o in snapshot["merged"].items()}
         owner.position = int(snapshot["position"])
         owner.number = int(snapshot["number"])
-        shown = ModelView.from_snapshot(snapshot)  # what the next versions show until the next re-ranking
-        owner._keywords = (dict(shown.keywords), shown.generic)
-        owner._topics = (dict(shown.topic_of), dict(shown.topic_keywords))
+        owner._show(ModelView.from_snapshot(snapshot))
         return owner
 
     def view_centres(self) -> ModelView:
