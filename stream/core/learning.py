@@ -23,7 +23,7 @@ import numpy as np
 
 from stream.core.clustering import encode_array
 from stream.core.keywords import user_tag
-from stream.core.shared_model import FORGET, LEARN, WARMUP, ModelView
+from stream.core.shared_model import FORGET, LEARN, WARMUP, ForgetRef, ModelView
 
 EXAMPLES_PER_CLUSTER = 3
 SNIPPET_CHARS = 80
@@ -143,10 +143,16 @@ class Learner:
         for source, offset in covers.items():
             self.saw_sent(source, offset)
 
-    def forget_message(self, terms: Mapping[str, Mapping[str, float]], user: str) -> dict[str, Any]:
-        """What the owner needs to take a forgotten user's words, snippets and writer tag out of the model."""
-        return {"type": FORGET, "tag": user_tag(user),
-                "terms": {str(c): {str(t): float(n) for t, n in counts.items()} for c, counts in terms.items()}}
+    def forget_message(
+        self, terms: Mapping[str, Mapping[str, float]], user: str, ref: ForgetRef | None = None
+    ) -> dict[str, Any]:
+        """What the owner needs to take a forgotten user's words, snippets and writer tag out of the model;
+        ``ref`` names the request's place in stage 2's input, so that the owner takes them out once."""
+        message = {"type": FORGET, "tag": user_tag(user),
+                   "terms": {str(c): {str(t): float(n) for t, n in counts.items()} for c, counts in terms.items()}}
+        if ref is not None:
+            message["ref"] = {"source": ref.source, "offset": ref.offset, "index": ref.index}
+        return message
 
     def keywords(self, n: int) -> dict[int, list[str]]:
         """Up to ``n`` readable keywords per cluster of the current view (generic review words left out)."""

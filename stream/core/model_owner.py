@@ -88,6 +88,7 @@ class ModelOwner:
         self.terms = ClusterTerms()
         self.examples: dict[int, list[tuple[float, str, str, list[str]]]] = {}  # (similarity, text, tag, tokens)
         self.merged: dict[str, int] = {}
+        self.forgets: dict[str, tuple[int, int]] = {}  # per stage-2 partition the last forget request taken out
         self.position = -1  # offset of the last learning-topic record taken into account
         self.number = 0  # versions published
         self.changed = False
@@ -110,7 +111,8 @@ class ModelOwner:
         try:
             kind = message.get("type")
             if kind == FORGET:
-                self._forget(str(message["tag"]), message.get("terms") or {}, message.get("samples") or ())
+                if self._new_forget(message.get("ref")):
+                    self._forget(str(message["tag"]), message.get("terms") or {}, message.get("samples") or ())
             elif message.get("encoder") != self.encoder_version:
                 self.counts["foreign"] += 1  # another encoder's vectors cannot be merged with these centres
             elif kind == WARMUP:
@@ -199,6 +201,7 @@ class ModelOwner:
         return {
             "format": SNAPSHOT_FORMAT, "encoder_version": self.encoder_version, "number": view.number,
             "position": self.position, "merged": dict(self.merged), "topics": self.topics,
+            "forgets": {source: list(at) for source, at in self.forgets.items()},
             "clusterer": self.clusterer.to_state(), "terms": self.terms.to_dict(),
             "examples_state": {str(c): [list(e) for e in ex] for c, ex in self.examples.items()},
             "view": view.derived(),
@@ -216,6 +219,7 @@ class ModelOwner:
         owner.examples = {int(c): [(float(m), str(t), str(g), [str(w) for w in toks]) for m, t, g, toks in ex]
                           for c, ex in snapshot["examples_state"].items()}
         owner.merged = {str(s): int(o) for s, o in snapshot["merged"].items()}
+        owner.forgets = {str(s): (int(o), int(i)) for s, (o, i) in snapshot.get("forgets", {}).items()}
         owner.position = int(snapshot["position"])
         owner.number = int(snapshot["number"])
         owner._show(ModelView.from_snapshot(snapshot))
@@ -337,6 +341,19 @@ class ModelOwner:
             if ok:
                 shown[cluster] = ok
         return shown
+
+    def _new_forget(self, ref: Mapping[str, Any] | None) -> bool:
+        """Whether a forget request's words are still to be taken out (subtracting them twice would take
+        other writers' counts); records it if so. A request without a ref (stage 1's dropped warm-up
+        samples, sent once) always is."""
+        if ref is None:
+            return True
+        source, at = str(ref["source"]), (int(ref["offset"]), int(ref["index"]))
+        if source in self.forgets and at <= self.forgets[source]:
+            self.counts["duplicate"] += 1
+            return False
+        self.forgets[source] = at
+        return True
 
     def _forget(self, tag: str, terms: Mapping[str, Mapping[str, float]], samples: Sequence[Mapping[str, Any]]) -> None:
         self.counts["forget"] += 1

@@ -15,7 +15,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -152,13 +152,25 @@ def decode_snapshot(data: bytes) -> dict[str, Any]:
 #             "sums": base64 float32 (len(clusters) x dim), "counts": [n], "texts": [[c, tokens, tag]],
 #             "examples": [[c, similarity, text, tag, tokens]]}]}           sufficient statistics of a batch
 #   forget  {"type": "forget", "tag", "terms": {cluster: {token: count}}, "samples": [{"source", "offset",
-#             "vec", "tokens"}]}                         a forgotten user's contributions (samples: warm-up
-#                                                          texts the worker dropped before they were published)
+#             "vec", "tokens"}], "ref": {"source", "offset", "index"}}
+#                                                          a forgotten user's contributions (samples: warm-up
+#                                                          texts the worker dropped before they were published;
+#                                                          ref: the request's place in stage 2's input)
 #
 # ``tag`` is :func:`stream.core.keywords.user_tag` of the pseudonymous user id: enough to count
 # distinct writers, nothing to read back. ``text`` is the masked snippet of a text.
 
 LEARN, WARMUP, FORGET = "learn", "warmup", "forget"
+
+
+class ForgetRef(NamedTuple):
+    """Where stage 2 read a forget request: message ``index`` of the record at ``offset`` of ``source``
+    ("topic/partition"). Stage 2 reads a partition in order and sends a request's words before it moves
+    on, so per source the refs reach the owner in increasing order, and a redelivery repeats one."""
+
+    source: str
+    offset: int
+    index: int
 
 
 def covered_positions(message: Mapping[str, Any]) -> dict[str, int]:

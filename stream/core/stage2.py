@@ -8,9 +8,12 @@ mapping works, so tests pass dicts) and publishes the returned :class:`Outputs` 
   checks the event comes after (:func:`~stream.core.profile.catch_up`).
 * :meth:`ProfileStage.forget`: the right to be forgotten. The profile is deleted, only its
   applied offsets and the request's event time are kept (so a redelivered update, or a late
-  one from before the request, cannot resurrect it; later events start a new profile), a
-  tombstone is published, and the user's keyword contributions are returned for stage 1 to
-  take back (stage 2 never touches stage 1's state itself).
+  one from before the request, cannot resurrect it; later events start a new profile), and a
+  tombstone is published. The user's keyword contributions must leave the shared model too:
+  :meth:`ProfileStage.terms_to_forget` reads them first, and the shell has them delivered to
+  the model owner before it calls ``forget`` (stage 2 never touches stage 1's state itself).
+  Deleting first would lose them to a crash between the table write and the delivery: the
+  redelivered request finds the profile gone and the words would stay in the model.
 * :meth:`ProfileStage.tick`: the churn check at a boundary of event time for every user of
   the partition not checked there yet. Alerts come only from checks, so they are a function
   of event time: the same feed read as a backlog or live gives the same alerts.
@@ -38,12 +41,11 @@ from stream.core.profile import (
 
 @dataclass
 class Outputs:
-    """What one message makes stage 2 publish, keyed by user id; ``forgotten_terms`` go back to stage 1."""
+    """What one message makes stage 2 publish, keyed by user id."""
 
     profiles: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     alerts: list[tuple[str, ChurnAlert]] = field(default_factory=list)
     tombstones: list[str] = field(default_factory=list)
-    forgotten_terms: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def extend(self, more: Outputs) -> None:
         """Append what ``more`` publishes (profiles and alerts, in order)."""
@@ -91,19 +93,25 @@ class ProfileStage:
         out.extend(self._publish(updated, None, updated["as_of"]))
         return out
 
+    def terms_to_forget(self, update: Update) -> dict[str, dict[str, int]] | None:
+        """The keyword counts a forget request takes out of the shared model ({} for a user without a
+        profile); None once the request is applied (a redelivery has nothing left to take back)."""
+        profile = self._current(update["user_id"])
+        if already_applied(profile, update):
+            return None
+        return {c: dict(t) for c, t in profile["terms"].items()}
+
     def forget(self, update: Update) -> Outputs:
-        """Tombstones on the changelog and the profiles topic; the user's keyword counts handed back."""
+        """Tombstones on the changelog and the profiles topic (after :meth:`terms_to_forget`'s words left)."""
         user = update["user_id"]
         profile = self._current(user)
         if already_applied(profile, update):
             return Outputs()
         at = max(int(update["ts"]), (self.forgotten.get(user) or {}).get("at", int(update["ts"])))
         self.forgotten[user] = {"applied": {**profile["applied"], update["source"]: update["offset"]}, "at": at}
-        out = Outputs(tombstones=[user])
         if user in self.table:
             del self.table[user]
-            out.forgotten_terms = {c: dict(t) for c, t in profile["terms"].items()}
-        return out
+        return Outputs(tombstones=[user])
 
     def tick(self, tick: Tick, partition: int) -> Outputs:
         out = Outputs()

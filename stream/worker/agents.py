@@ -21,8 +21,9 @@ Stage 2 ``apply`` (``profile-updates``, keyed by user id, co-partitioned with th
   apply the update to the user's profile unless its (source partition, offset) was
   applied already, re-assess churn, store it (table changelog), publish the profile and
   any churn alert. A tick re-assesses every user of its partition at the watermark.
-  The logic is :class:`stream.core.stage2.ProfileStage`; this shell publishes its outputs
-  (a forget hands the user's keyword counts to stage 1 via ``EncodeStage.forget_terms``).
+  The logic is :class:`stream.core.stage2.ProfileStage`, run by :class:`stream.worker.apply.ApplyStage`
+  (which has a forget request's keyword counts delivered to the model owner through
+  ``EncodeStage.forget_terms`` before it deletes the profile).
   Faust flushes the producer (changelog + outputs) before committing the offset.
 """
 
@@ -34,12 +35,12 @@ from typing import Any
 import faust
 
 from stream.config import Settings
-from stream.core.messages import Kind, unpack_internal
 from stream.core.profile import Rules
-from stream.core.stage2 import Outputs, ProfileStage
+from stream.core.stage2 import ProfileStage
 from stream.kafka.model_topics import ModelFollower
 from stream.worker.dashboard import RecentAlerts, place
-from stream.worker.json_table import JsonValues, dumps
+from stream.worker.apply import ApplyStage
+from stream.worker.json_table import JsonValues
 from stream.worker.metrics import Metrics
 from stream.worker.owner import OwnerStage
 from stream.worker.pipeline import BatchProcessor
@@ -140,22 +141,8 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
         ``Topic.send``: two sends per event are most of what stage 2 costs besides the profile itself."""
         await app.producer.send(topic, user.encode(), value, partition=None, timestamp=None, headers=None)
 
-    async def publish(out: Outputs) -> None:
-        for user, view in out.profiles:
-            await send(settings.topic_profiles, user, dumps(view))
-        for user, alert in out.alerts:
-            await send(settings.topic_alerts, user, dumps(alert))
-        for user in out.tombstones:
-            await send(settings.topic_profiles, user, None)
-        metrics.record_published(settings.topic_profiles, len(out.profiles) + len(out.tombstones))
-        metrics.record_published(settings.topic_alerts, len(out.alerts))
-        for _, alert in out.alerts:
-            metrics.record_alert(alert["type"])
-            recent_alerts.add(alert)
-        for user in out.tombstones:
-            recent_alerts.forget(user)
-        for user in out.tombstones:  # one per forget, with or without keyword counts
-            await stage.forget_terms(out.forgotten_terms, user)
+    applying = ApplyStage(profiles, send=send, forget_terms=stage.forget_terms, topic_profiles=settings.topic_profiles,
+                          topic_alerts=settings.topic_alerts, metrics=metrics, recent_alerts=recent_alerts)
 
     @app.agent(sources, name="encode")
     async def encode(stream: faust.StreamT) -> None:
@@ -180,20 +167,8 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
     @app.agent(updates, name="apply")
     async def apply(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            picked, first = time.time(), time.perf_counter()  # an update also waits for those before it in the pack
-            waited, wrote, published = [], [], []
-            for message in unpack_internal(event.value):
-                started = time.perf_counter()
-                out = profiles.handle(message, event.message.partition)
-                applied = time.perf_counter()
-                await publish(out)
-                if message.get("kind") != Kind.TICK:  # a tick is not an event: it re-assesses a whole partition
-                    waited.append(picked - (event.message.timestamp or picked) + (started - first))
-                    wrote.append(applied - started)
-                    published.append(time.perf_counter() - applied)
-            metrics.record_stage("stage2_pickup", waited)
-            metrics.record_stage("table_write", wrote)
-            metrics.record_stage("publish_profile", published)
+            await applying.record(event.value, topic=event.message.topic, partition=event.message.partition,
+                                  offset=event.message.offset, timestamp=event.message.timestamp)
 
     def ready() -> bool:
         return app.tables.recovery.completed.is_set() and not app.rebalancing

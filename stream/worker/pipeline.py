@@ -33,7 +33,7 @@ from stream.core.learning import Learner, Sample, Step
 from stream.core.messages import Update, make_update
 from stream.core.model_owner import ModelOwner, deliver, run_locally
 from stream.core.sentiment import review_sentiment
-from stream.core.shared_model import ModelView
+from stream.core.shared_model import ForgetRef, ModelView
 from stream.core.text import CleanText, clean_many
 from stream.core.watermark import Outbox, Watermark
 from stream.worker.encoder import Encoder
@@ -128,9 +128,11 @@ class BatchProcessor:
         return {"model_version": self.model_version, "clusters": [int(c) for c in labels],
                 "similarity": [round(float(m), 4) for m in sims]}
 
-    def forget(self, terms: Mapping[str, Mapping[str, float]], user: str) -> list[dict[str, Any]]:
+    def forget(
+        self, terms: Mapping[str, Mapping[str, float]], user: str, ref: ForgetRef | None = None
+    ) -> list[dict[str, Any]]:
         """The message that takes a forgotten user's words out of the model (applied here when in process)."""
-        message = self.learner.forget_message(terms, user)
+        message = self.learner.forget_message(terms, user, ref)
         if self.owner is None:
             return [message]
         deliver(self.owner, self.learner, [message])

@@ -30,6 +30,7 @@ from aiokafka.partitioner import murmur2
 from stream.config import Settings
 from stream.core.intake import parse_dead_letter_key
 from stream.core.messages import Tick, Update, make_tick, pack_internal
+from stream.core.shared_model import ForgetRef
 from stream.kafka.clients import committed_offsets, read_topic
 from stream.kafka.model_topics import ModelFollower, sent_since
 from stream.worker import checkpoint
@@ -403,11 +404,12 @@ class EncodeStage:
             await self.crash(failed)
         raise failed
 
-    async def forget_terms(self, terms: Mapping[str, Mapping[str, int]], user: str) -> None:
+    async def forget_terms(self, terms: Mapping[str, Mapping[str, int]], user: str, ref: ForgetRef) -> None:
         """Ask the model owner to take a forgotten user's words, snippets and writer tag out of the model.
 
-        Awaited until the broker has it: the forget request's offset is committed only after."""
-        await asyncio.gather(*await self._send_learning(self.processor.forget(terms, user)))
+        Awaited until the broker has it: stage 2 deletes the profile only after, and a redelivered request
+        sends them again under the same ``ref``, which the owner takes out once."""
+        await asyncio.gather(*await self._send_learning(self.processor.forget(terms, user, ref)))
 
     def recall_dead_letters(self, settings: Settings) -> None:
         """Dead letters already published for records that can still be redelivered (offset >= committed).

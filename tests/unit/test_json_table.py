@@ -22,7 +22,7 @@ def run(table: dict, forgotten: dict) -> list:
         stage.handle(forget(4, user="u2"), 0),
         stage.handle(make_tick(T0 + 40 * DAY_MS), 0),
     ]
-    return [(o.profiles, o.alerts, o.tombstones, o.forgotten_terms) for o in outputs]
+    return [(o.profiles, o.alerts, o.tombstones) for o in outputs]
 
 
 def test_stage2_over_bytes_matches_stage2_over_dicts_and_stores_faust_json() -> None:

@@ -17,7 +17,14 @@ from stream.core.clustering import OnlineClusterer
 from stream.core.keywords import ClusterTerms
 from stream.core.learning import Learner, Sample
 from stream.core.model_owner import ModelOwner, deliver, generic_clusters, run_locally
-from stream.core.shared_model import ModelFormatError, ModelView, covered_positions, decode_snapshot, encode_snapshot
+from stream.core.shared_model import (
+    ForgetRef,
+    ModelFormatError,
+    ModelView,
+    covered_positions,
+    decode_snapshot,
+    encode_snapshot,
+)
 
 ENC = "enc@1"
 AXES = np.eye(4, 8, dtype=np.float32)
@@ -326,3 +333,22 @@ def test_ordinary_words_with_numerals_still_make_snippets() -> None:
     from stream.core.model_owner import _digits
     assert _digits("质量一般，三星手机，一个一个试") < 3
     assert _digits("一三八") == 3 and _digits("电话 1 3 8") == 3
+
+
+def test_a_forget_request_sent_again_takes_its_words_out_once_even_after_a_takeover() -> None:
+    """Stage 2 sends a request's words before it deletes the profile, so a crash in between sends them
+    again; subtracting twice would take other writers' counts."""
+    o, a = warmed()
+    cluster, word = next((c, w) for c, counts in o.terms.counts.items() for w in counts)
+    before = o.terms.counts[cluster][word]
+    request = a.forget_message({str(cluster): {word: 1}}, "u0", ForgetRef("updates/0", 7, 0))
+    o.receive(request, position=1)
+    o.receive(request, position=2)  # the redelivered request, a new learning record
+    assert o.terms.counts[cluster][word] == pytest.approx(before - 1)
+    successor = ModelOwner.restore(json.loads(json.dumps(o.snapshot())))
+    successor.receive(request, position=3)
+    assert successor.terms.counts[cluster][word] == pytest.approx(before - 1), "the state remembers it"
+    successor.receive(a.forget_message({str(cluster): {word: 1}}, "u1", ForgetRef("updates/0", 7, 1)), position=4)
+    successor.receive(a.forget_message({str(cluster): {word: 1}}, "u2", ForgetRef("updates/1", 3, 0)), position=5)
+    assert successor.terms.counts[cluster][word] == pytest.approx(before - 3), "later requests, other partitions"
+    assert successor.counts["duplicate"] == 1

@@ -58,10 +58,21 @@ def test_a_redelivered_update_changes_and_publishes_nothing() -> None:
 def test_forget_deletes_tombstones_and_hands_back_the_users_keyword_counts() -> None:
     s = stage()
     s.handle(review(0, T0), 0)
+    assert s.terms_to_forget(forget(0)) == {"2": {"作者": 1, "情节": 1}}
+    assert "u1" in s.table, "reading the words to take back changes nothing"
     out = s.handle(forget(0), 0)
     assert "u1" not in s.table and out.tombstones == ["u1"]
-    assert out.forgotten_terms == {"2": {"作者": 1, "情节": 1}}
     assert "u1" in s.forgotten
+    assert s.terms_to_forget(forget(0)) is None, "an applied request has nothing left to take back"
+
+
+def test_a_request_redelivered_before_its_table_write_hands_back_the_words_again() -> None:
+    """A crash after the words were sent but before the profile was deleted: the redelivered request
+    must send them again (the owner takes a request out once, by its place in stage 2's input)."""
+    s = stage()
+    s.handle(review(0, T0), 0)
+    first = s.terms_to_forget(forget(0))
+    assert s.terms_to_forget(forget(0)) == first == {"2": {"作者": 1, "情节": 1}}
 
 
 def test_a_late_or_redelivered_update_after_forget_cannot_resurrect_the_profile() -> None:
@@ -85,8 +96,9 @@ def test_a_new_event_after_forget_starts_a_fresh_profile() -> None:
 
 def test_forgetting_an_unknown_user_still_tombstones_and_remembers() -> None:
     s = stage()
+    assert s.terms_to_forget(forget(3, user="ghost")) == {}, "a tag may be in the model without a profile"
     out = s.handle(forget(3, user="ghost"), 0)
-    assert out.tombstones == ["ghost"] and out.forgotten_terms == {} and "ghost" in s.forgotten
+    assert out.tombstones == ["ghost"] and "ghost" in s.forgotten
 
 
 def test_ticks_alert_once_on_silence_and_only_for_their_partition() -> None:
