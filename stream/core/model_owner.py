@@ -351,6 +351,7 @@ class ModelOwner:
         source, at = str(ref["source"]), (int(ref["offset"]), int(ref["index"]))
         if source in self.forgets and at <= self.forgets[source]:
             self.counts["duplicate"] += 1
+            log.info("forget request at %s %s taken out before: skipped", source, at)
             return False
         self.forgets[source] = at
         return True

@@ -102,11 +102,15 @@ class ProfileStage:
         return {c: dict(t) for c, t in profile["terms"].items()}
 
     def forget(self, update: Update) -> Outputs:
-        """Tombstones on the changelog and the profiles topic (after :meth:`terms_to_forget`'s words left)."""
+        """Tombstones on the changelog and the profiles topic (after :meth:`terms_to_forget`'s words left).
+
+        A redelivered request publishes its tombstone again while the user has no profile: the changelog's
+        delete may have reached the broker without the tombstone, which would leave the compacted topic
+        holding the forgotten profile (a later profile, from events after the request, is left alone)."""
         user = update["user_id"]
         profile = self._current(user)
         if already_applied(profile, update):
-            return Outputs()
+            return Outputs(tombstones=[] if user in self.table else [user])
         at = max(int(update["ts"]), (self.forgotten.get(user) or {}).get("at", int(update["ts"])))
         self.forgotten[user] = {"applied": {**profile["applied"], update["source"]: update["offset"]}, "at": at}
         if user in self.table:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from confluent_kafka import (
@@ -122,5 +122,37 @@ def committed_offsets(settings: Settings, group: str, topics: Iterable[str], tim
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
+    finally:
+        consumer.close()
+
+
+def data_ends(settings: Settings, starts: Mapping[str, int], timeout: float = 5.0) -> dict[str, int]:
+    """Per "topic/partition" read up to ``starts`` (the next offset), where reading ends when no committed
+    record is left before the end: past transaction markers and aborted records, which a consumer never
+    receives, so the partition's end offset is more than the next offset it will ever deliver. Partitions
+    with a record still to come, or not answered within ``timeout``, are left out."""
+    consumer = Consumer({
+        **confluent_config(settings), "group.id": f"stream-probe-{time.monotonic_ns()}", "enable.auto.commit": False,
+        "isolation.level": "read_committed", "enable.partition.eof": True,
+    })
+    try:
+        positions = {source.rpartition("/"): offset for source, offset in starts.items()}
+        consumer.assign([TopicPartition(topic, int(partition), offset)
+                         for (topic, _, partition), offset in positions.items()])
+        pending, ends = set(starts), {}
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            msg = consumer.poll(0.1)
+            if msg is None:
+                continue
+            source = f"{msg.topic()}/{msg.partition()}"
+            error = msg.error()
+            if error is not None and error.code() != KafkaError._PARTITION_EOF:
+                raise KafkaException(error)
+            if source in pending:
+                pending.discard(source)
+                if error is not None:  # the end, with nothing readable before it
+                    ends[source] = msg.offset()
+        return ends
     finally:
         consumer.close()

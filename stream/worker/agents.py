@@ -24,7 +24,8 @@ Stage 2 ``apply`` (``profile-updates``, keyed by user id, co-partitioned with th
   The logic is :class:`stream.core.stage2.ProfileStage`, run by :class:`stream.worker.apply.ApplyStage`
   (which has a forget request's keyword counts delivered to the model owner through
   ``EncodeStage.forget_terms`` before it deletes the profile).
-  Faust flushes the producer (changelog + outputs) before committing the offset.
+  Faust flushes the producer (changelog + outputs) before committing the offset; a record is acked only
+  once applied and published, and a failure stops the worker (``ApplyStage.consume``).
 """
 
 from __future__ import annotations
@@ -142,7 +143,8 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
         await app.producer.send(topic, user.encode(), value, partition=None, timestamp=None, headers=None)
 
     applying = ApplyStage(profiles, send=send, forget_terms=stage.forget_terms, topic_profiles=settings.topic_profiles,
-                          topic_alerts=settings.topic_alerts, metrics=metrics, recent_alerts=recent_alerts)
+                          topic_alerts=settings.topic_alerts, metrics=metrics, recent_alerts=recent_alerts,
+                          crash=app.crash)
 
     @app.agent(sources, name="encode")
     async def encode(stream: faust.StreamT) -> None:
@@ -166,9 +168,7 @@ def register(app: faust.App, settings: Settings, processor: BatchProcessor) -> E
 
     @app.agent(updates, name="apply")
     async def apply(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            await applying.record(event.value, topic=event.message.topic, partition=event.message.partition,
-                                  offset=event.message.offset, timestamp=event.message.timestamp)
+        await applying.consume(stream)
 
     def ready() -> bool:
         return app.tables.recovery.completed.is_set() and not app.rebalancing

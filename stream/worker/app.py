@@ -11,7 +11,7 @@ from stream.kafka.security import faust_credentials
 from stream.model_meta import model_prefixes
 from stream.worker.agents import register
 from stream.worker.encoder import Encoder, load_encoder
-from stream.worker.faust_fetch import set_fetch_max_wait
+from stream.worker.faust_consumer import configure_worker_consumer
 from stream.worker.faust_recovery import keep_records_across_rebalances
 from stream.worker.pipeline import BatchProcessor
 from stream.worker.preload import preload_tables
@@ -59,7 +59,7 @@ def create_app(settings: Settings, encoder: Encoder | None = None) -> faust.App:
         web_port=settings.web_port,
         web_bind=settings.web_host,
     )
-    set_fetch_max_wait(app, settings.fetch_max_wait)
+    configure_worker_consumer(app, settings.fetch_max_wait)
     keep_records_across_rebalances(app)
     register(app, settings, build_processor(settings, encoder or load_encoder(settings)))
     if settings.preload_tables:

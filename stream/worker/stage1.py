@@ -31,7 +31,7 @@ from stream.config import Settings
 from stream.core.intake import parse_dead_letter_key
 from stream.core.messages import Tick, Update, make_tick, pack_internal
 from stream.core.shared_model import ForgetRef
-from stream.kafka.clients import committed_offsets, read_topic
+from stream.kafka.clients import committed_offsets, data_ends, read_topic
 from stream.kafka.model_topics import ModelFollower, sent_since
 from stream.worker import checkpoint
 from stream.worker.metrics import Metrics
@@ -297,12 +297,14 @@ class EncodeStage:
         return self.processor.process(records, force_fit=force_fit, highwaters=highwaters)
 
     def _resume_stalled(self, highwaters: Mapping[str, int | None]) -> None:
-        """Tell the watermark where reading of silent partitions started (asked at most once per idleness
-        period, and once per end offset of a partition, in a thread of its own so that a slow broker
-        never holds a batch up; the answer is used by the next batch).
+        """Tell the watermark where reading of silent partitions started, or that nothing readable is left
+        before their end (asked at most once per idleness period, and once per end offset of a partition,
+        in a thread of its own so that a slow broker never holds a batch up; the answer is used by the
+        next batch).
 
-        Without it a partition that gets no record after a restart or a rebalance would hold event
-        time (ticks, churn checks, views) back until its next record, which may be days away.
+        Without it a partition that gets no record after a restart or a rebalance, or whose last write
+        was a transaction (its commit marker is an offset no consumer receives), would hold event time
+        (ticks, churn checks, views) back until its next record, which may be days away.
         """
         if self.offsets_query is not None:
             query, asked = self.offsets_query
@@ -325,9 +327,14 @@ class EncodeStage:
             self.stall_asked[source] = highwaters[source]  # type: ignore[assignment]  # stalled: end is known
         topics = sorted({s.rpartition("/")[0] for s in stalled})
 
+        read = {s: self.processor.clock.partition_next.get(s, 0) for s in stalled}
+
         def ask() -> dict[str, int]:
             committed = committed_offsets(self.settings, self.settings.app_id, topics, timeout=5.0)
-            return {s: committed[s] for s in stalled if s in committed}
+            reached = {s: max(read[s], committed.get(s, 0)) for s in stalled}
+            # A transactional producer's last commit marker (or an aborted tail) is never delivered: past it
+            # the partition is read to its end, and must not hold event time for everyone.
+            return {**reached, **data_ends(self.settings, reached, timeout=5.0)}
 
         self.offsets_query = (self.offsets_pool.submit(ask), stalled)
 
@@ -409,7 +416,9 @@ class EncodeStage:
 
         Awaited until the broker has it: stage 2 deletes the profile only after, and a redelivered request
         sends them again under the same ``ref``, which the owner takes out once."""
-        await asyncio.gather(*await self._send_learning(self.processor.forget(terms, user, ref)))
+        async with self.lock:  # not while a batch runs in the executor (an in-process owner is shared)
+            messages = self.processor.forget(terms, user, ref)
+        await asyncio.gather(*await self._send_learning(messages))
 
     def recall_dead_letters(self, settings: Settings) -> None:
         """Dead letters already published for records that can still be redelivered (offset >= committed).

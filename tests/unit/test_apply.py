@@ -64,3 +64,54 @@ def test_a_worker_dying_after_a_forget_reached_the_owner_sends_the_same_request_
     again = World()
     run(applying(table, forgotten, again), request, offset=11)
     assert again.owner == [], "once applied, a redelivered request has nothing to send"
+
+
+class Message:
+    def __init__(self, offset: int) -> None:
+        self.topic, self.partition, self.offset, self.timestamp = "updates", 3, offset, None
+
+
+class Event:
+    def __init__(self, value: bytes, offset: int) -> None:
+        self.value, self.message = value, Message(offset)
+
+
+class Stream:
+    """What ``ApplyStage.consume`` uses of a Faust stream: manual acks over events."""
+
+    def __init__(self, events: list[Event]) -> None:
+        self.queued, self.acked = events, []
+
+    def noack(self) -> Stream:
+        return self
+
+    async def events(self):  # noqa: ANN201
+        for event in self.queued:
+            yield event
+
+    async def ack(self, event: Event) -> None:
+        self.acked.append(event.message.offset)
+
+
+def test_a_record_that_fails_is_not_acked_stops_the_worker_and_a_restarted_agent_acks_nothing() -> None:
+    table: dict = {}
+    crashed: list[BaseException] = []
+
+    async def crash(exc: BaseException) -> None:
+        crashed.append(exc)
+
+    world = World(crash_on_forget=True)
+    stage = applying(table, {}, world)
+    stage.crash = crash
+    [history] = pack_internal([review(0, T0)])
+    [request] = pack_internal([forget(0)])
+    [later] = pack_internal([order(1, T0, user="u2")])
+    stream = Stream([Event(history, 10), Event(request, 11), Event(later, 12)])
+    with pytest.raises(Crash):
+        asyncio.run(stage.consume(stream))
+    assert stream.acked == [10], "Faust would have acked the failed record and committed past it"
+    assert len(crashed) == 1 and "u1" in table and "u2" not in table
+    again = Stream([Event(later, 12)])
+    with pytest.raises(Crash):  # Faust's supervisor restarts the agent: it must not go on acking
+        asyncio.run(stage.consume(again))
+    assert again.acked == [] and "u2" not in table

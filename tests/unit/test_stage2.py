@@ -83,7 +83,16 @@ def test_a_late_or_redelivered_update_after_forget_cannot_resurrect_the_profile(
     assert s.handle(review(0, T0), 0).profiles == []  # redelivered after the forget
     assert s.handle(order(5, T0), 0).profiles == []
     assert "u1" not in s.table
-    assert s.handle(forget(0), 0).tombstones == [], "the same forget request again is a no-op"
+    assert s.handle(forget(0), 0).tombstones == ["u1"], "the same request again repeats only its tombstone"
+    assert "u1" not in s.table and s.terms_to_forget(forget(0)) is None
+
+
+def test_a_redelivered_forget_leaves_a_profile_begun_after_it_alone() -> None:
+    s = stage()
+    s.handle(order(0, T0), 0)
+    s.handle(forget(0), 0)
+    s.handle(order(1, T0 + DAY_MS), 0)
+    assert s.handle(forget(0), 0).tombstones == [] and "u1" in s.table
 
 
 def test_a_new_event_after_forget_starts_a_fresh_profile() -> None:
