@@ -93,6 +93,7 @@ class ModelOwner:
         self.number = 0  # versions published
         self.changed = False
         self.held: dict[tuple[str, int], _Held] = {}
+        self.dropped: set[tuple[str, int]] = set()  # warm-up samples a forget took back (at most the warm-up's)
         self.held_since: float | None = None
         # Ranking keywords is most of a version's cost and they move slowly, so the coarse grouping and the
         # keywords are recomputed every TOPICS_EVERY_VERSIONS / KEYWORDS_EVERY_VERSIONS versions (and after a
@@ -202,6 +203,7 @@ class ModelOwner:
             "format": SNAPSHOT_FORMAT, "encoder_version": self.encoder_version, "number": view.number,
             "position": self.position, "merged": dict(self.merged), "topics": self.topics,
             "forgets": {source: list(at) for source, at in self.forgets.items()},
+            "dropped": sorted(self.dropped),
             "clusterer": self.clusterer.to_state(), "terms": self.terms.to_dict(),
             "examples_state": {str(c): [list(e) for e in ex] for c, ex in self.examples.items()},
             "view": view.derived(),
@@ -220,6 +222,7 @@ class ModelOwner:
                           for c, ex in snapshot["examples_state"].items()}
         owner.merged = {str(s): int(o) for s, o in snapshot["merged"].items()}
         owner.forgets = {str(s): (int(o), int(i)) for s, (o, i) in snapshot.get("forgets", {}).items()}
+        owner.dropped = {(str(s), int(o)) for s, o in snapshot.get("dropped", ())}
         owner.position = int(snapshot["position"])
         owner.number = int(snapshot["number"])
         owner._show(ModelView.from_snapshot(snapshot))
@@ -361,9 +364,11 @@ class ModelOwner:
         for cluster, counts in terms.items():
             for token, n in counts.items():
                 self.terms.remove(int(cluster), [str(token)], weight=float(n))
-        fitted_with = [s for s in samples if (str(s["source"]), int(s["offset"])) not in self.held]
-        for s in samples:
-            self.held.pop((str(s["source"]), int(s["offset"])), None)
+        positions = [(str(s["source"]), int(s["offset"])) for s in samples]
+        fitted_with = [s for s, p in zip(samples, positions) if p not in self.held and p not in self.dropped]
+        for p in positions:
+            self.held.pop(p, None)
+        self.dropped.update(positions)  # stage 1 sends them again if it dies before its checkpoint
         if fitted_with and self.clusterer.fitted:  # the first fit used them: their words go (the centres stay)
             labels, _ = self.view_centres().assign(np.stack([decode_array(s["vec"], np.float32) for s in fitted_with]))
             for s, cluster in zip(fitted_with, labels):

@@ -13,7 +13,7 @@ import json
 import numpy as np
 import pytest
 
-from stream.core.clustering import OnlineClusterer
+from stream.core.clustering import OnlineClusterer, encode_array
 from stream.core.keywords import ClusterTerms
 from stream.core.learning import Learner, Sample
 from stream.core.model_owner import ModelOwner, deliver, generic_clusters, run_locally
@@ -259,6 +259,26 @@ def test_a_forget_takes_held_warmup_samples_back_whether_or_not_the_fit_used_the
     assert any("独一无二" in c for c in o2.terms.counts.values())
     deliver(o2, b, [{**dropped[0], "terms": {}}])
     assert not any("独一无二" in c for c in o2.terms.counts.values())
+
+
+def test_warmup_samples_taken_back_twice_take_their_words_out_once() -> None:
+    """Stage 1 re-sends a dropped sample's forget when it dies before its checkpoint: other writers'
+    counts of the same words must stay, also in an owner restored from the state in between."""
+    o, a = owner(k=2, warmup=6), Learner(ENC)
+    gone = [Sample("r/0", i, i, AXES[0], ("共同",), user="gone") for i in range(2)]
+    others = [Sample("r/0", 5 + i, 5 + i, AXES[0], ("共同",), user=f"x{i}") for i in range(2)]
+    hotel = [Sample("r/0", 9 + i, 9 + i, AXES[1], ("酒店",), user=f"y{i}") for i in range(2)]
+    run_locally(o, a, [*gone, *others, *hotel], force=True)
+    [cluster] = [c for c, counts in o.terms.counts.items() if "共同" in counts]
+    assert o.terms.counts[cluster]["共同"] == pytest.approx(4)
+    request = {"type": "forget", "tag": "t", "terms": {}, "samples": [
+        {"source": s.source, "offset": s.offset, "vec": encode_array(s.embedding), "tokens": list(s.tokens)} for s in gone]}
+    o.receive(request)
+    assert o.terms.counts[cluster]["共同"] == pytest.approx(2)
+    o.receive(request)
+    successor = ModelOwner.restore(json.loads(json.dumps(o.snapshot())))
+    successor.receive(request)
+    assert o.terms.counts[cluster]["共同"] == successor.terms.counts[cluster]["共同"] == pytest.approx(2)
 
 
 def test_messages_of_another_encoder_or_malformed_ones_are_counted_and_skipped() -> None:
