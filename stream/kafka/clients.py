@@ -134,6 +134,7 @@ def data_ends(settings: Settings, starts: Mapping[str, int], timeout: float = 5.
     consumer = Consumer({
         **confluent_config(settings), "group.id": f"stream-probe-{time.monotonic_ns()}", "enable.auto.commit": False,
         "isolation.level": "read_committed", "enable.partition.eof": True,
+        "auto.offset.reset": "error",  # a start out of range (retention, a recreated topic) proves nothing
     })
     try:
         positions = {source.rpartition("/"): offset for source, offset in starts.items()}
@@ -147,12 +148,13 @@ def data_ends(settings: Settings, starts: Mapping[str, int], timeout: float = 5.
                 continue
             source = f"{msg.topic()}/{msg.partition()}"
             error = msg.error()
-            if error is not None and error.code() != KafkaError._PARTITION_EOF:
-                raise KafkaException(error)
-            if source in pending:
-                pending.discard(source)
-                if error is not None:  # the end, with nothing readable before it
-                    ends[source] = msg.offset()
+            if source not in pending:
+                if error is not None and msg.topic() is None:
+                    raise KafkaException(error)
+                continue
+            pending.discard(source)  # a record, an error (left out), or the end with nothing readable before it
+            if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                ends[source] = msg.offset()
         return ends
     finally:
         consumer.close()

@@ -28,6 +28,7 @@ import orjson
 from aiokafka.partitioner import murmur2
 
 from stream.config import Settings
+from stream.core.acks import InOrderAcks
 from stream.core.intake import parse_dead_letter_key
 from stream.core.messages import Tick, Update, make_tick, pack_internal
 from stream.core.shared_model import ForgetRef
@@ -96,7 +97,7 @@ class EncodeStage:
         self.checkpoint_interval = checkpoint_interval
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
         self.lock = asyncio.Lock()
-        self.held: dict[tuple[str, int], list[tuple[faust.StreamT, faust.EventT]]] = {}  # position -> its deliveries
+        self.held: InOrderAcks[tuple[faust.StreamT, faust.EventT]] = InOrderAcks()  # deliveries not acked yet
         self.held_since: float | None = None
         self.to_ack: list[tuple[faust.StreamT, faust.EventT]] = []
         self.dirty = False
@@ -144,6 +145,7 @@ class EncodeStage:
         self._take_model()
         for source, offset in sent_since(self.settings, self.follower.position).items():
             self.processor.learner.saw_sent(source, offset)
+        self.stall_asked.clear()  # a partition back from another worker is asked about afresh
         self.reassigned = False
 
     def _take_model(self) -> None:
@@ -227,7 +229,7 @@ class EncodeStage:
         force_fit = self.held_since is not None and time.monotonic() - self.held_since >= self.warmup_max_wait
         async with self.lock:
             for stream, e, _ in taken:
-                self.held.setdefault(_position(e), []).append((stream, e))
+                self.held.hold(_position(e), (stream, e))
             await self._run(records, force_fit=force_fit, highwaters=highwaters)
 
     async def _run(
@@ -267,8 +269,7 @@ class EncodeStage:
             self.metrics.record_dead_letter(str(d.reason))
         self.dead_sent.update(d.key for d in dead)
         # Only records not yet published wait (texts before the warm start, updates waiting for a tick).
-        for p in result.released:
-            self.to_ack.extend(self.held.pop(p, ()))
+        self.to_ack.extend(self.held.release(result.released))
         self.held_since = (self.held_since or time.monotonic()) if self.held else None
         await self._checkpoint_then_ack()
 
@@ -312,7 +313,10 @@ class EncodeStage:
                 return
             self.offsets_query = None
             try:
-                self.processor.clock.resume_from(query.result())
+                reached, ends = query.result()
+                self.processor.clock.resume_from({**reached, **ends})
+                for source in set(asked) - set(ends):  # a record was still to come: ask again next period
+                    self.stall_asked.pop(source, None)
             except Exception:  # noqa: BLE001 - the broker may be unreachable for a moment: asked again next period
                 log.warning("could not read committed offsets of %s; asking again in %.0f s", asked,
                             self.settings.idle_partition_seconds, exc_info=True)
@@ -329,12 +333,12 @@ class EncodeStage:
 
         read = {s: self.processor.clock.partition_next.get(s, 0) for s in stalled}
 
-        def ask() -> dict[str, int]:
+        def ask() -> tuple[dict[str, int], dict[str, int]]:
             committed = committed_offsets(self.settings, self.settings.app_id, topics, timeout=5.0)
             reached = {s: max(read[s], committed.get(s, 0)) for s in stalled}
             # A transactional producer's last commit marker (or an aborted tail) is never delivered: past it
             # the partition is read to its end, and must not hold event time for everyone.
-            return {**reached, **data_ends(self.settings, reached, timeout=5.0)}
+            return reached, data_ends(self.settings, reached, timeout=5.0)
 
         self.offsets_query = (self.offsets_pool.submit(ask), stalled)
 

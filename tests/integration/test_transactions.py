@@ -61,6 +61,7 @@ def test_data_ends_sees_past_markers_and_aborted_records_but_not_past_a_record(b
     assert end == 5
     assert data_ends(settings, {f"{topic}/0": 2}) == {f"{topic}/0": 5}, "only markers and an aborted record left"
     assert data_ends(settings, {f"{topic}/0": 1}) == {}, "record 1 is still to be read"
+    assert data_ends(settings, {f"{topic}/0": 50}) == {}, "a start out of range (retention) proves nothing"
     plain = Producer({"bootstrap.servers": settings.broker})
     plain.produce(topic, key=b"b", value=b"x", partition=1)
     assert plain.flush(30) == 0

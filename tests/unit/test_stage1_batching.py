@@ -231,6 +231,42 @@ def test_nothing_is_acked_before_the_checkpoint_and_a_tick_alone_lets_time_pass(
     assert sorted(stream.acked) == [0, 1, 2, 3]
 
 
+@dataclass
+class OutOfOrderProcessor(FakeProcessor):
+    """Offset 0 waits in the outbox (a late event time) while later records go out; the next batch releases it."""
+
+    waiting: bool = True
+
+    def process(self, records: list[Record], *, force_fit: bool, highwaters: Any) -> BatchResult:
+        result = super().process(records, force_fit=force_fit, highwaters=highwaters)
+        if self.waiting and any(r.offset == 0 for r in records):
+            result.released = [p for p in result.released if p[1] != 0]
+        elif not records:
+            result.released = [("reviews/0", 0)]
+        return result
+
+
+def test_a_partition_is_acked_in_offset_order_whatever_order_its_records_leave_the_outbox(tmp_path: Path) -> None:
+    """Faust commits past an unacked record at the committed offset once a later one is acked
+    (faust-streaming issue 606): a crash would then lose the record still waiting."""
+    processor = OutOfOrderProcessor()
+    stage, _ = make_stage(processor, tmp_path)
+    stream = FakeStream()
+
+    async def scenario() -> None:
+        async with consuming(stage, stream):
+            for offset in range(3):
+                stream.incoming.put_nowait(event(offset))
+            await until(lambda: sum(map(len, processor.batches)) == 3, "the events were processed")
+            await asyncio.sleep(0.05)
+            assert stream.acked == [], "1 and 2 left the outbox, but 0 has not: nothing may be acked"
+            stage.tick()
+            await until(lambda: len(stream.acked) == 3, "the acks once 0 is released")
+
+    run(scenario)
+    assert stream.acked == [0, 1, 2]
+
+
 def test_a_failing_batch_stops_the_agent_without_acking(tmp_path: Path) -> None:
     processor = FakeProcessor(fail=True)
     stage, _ = make_stage(processor, tmp_path)
