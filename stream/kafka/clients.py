@@ -134,7 +134,7 @@ def data_ends(settings: Settings, starts: Mapping[str, int], timeout: float = 5.
     consumer = Consumer({
         **confluent_config(settings), "group.id": f"stream-probe-{time.monotonic_ns()}", "enable.auto.commit": False,
         "isolation.level": "read_committed", "enable.partition.eof": True,
-        "auto.offset.reset": "error",  # a start out of range (retention, a recreated topic) proves nothing
+        "auto.offset.reset": "earliest",  # out of range (retention): from the log start, as the worker reads
     })
     try:
         positions = {source.rpartition("/"): offset for source, offset in starts.items()}

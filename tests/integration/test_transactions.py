@@ -14,7 +14,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from stream.core.profile import DAY_MS
 from stream.devtools.worker_process import WorkerProcess
@@ -61,8 +62,15 @@ def test_data_ends_sees_past_markers_and_aborted_records_but_not_past_a_record(b
     assert end == 5
     assert data_ends(settings, {f"{topic}/0": 2}) == {f"{topic}/0": 5}, "only markers and an aborted record left"
     assert data_ends(settings, {f"{topic}/0": 1}) == {}, "record 1 is still to be read"
-    assert data_ends(settings, {f"{topic}/0": 50}) == {}, "a start out of range (retention) proves nothing"
+    assert data_ends(settings, {f"{topic}/0": 50}) == {}, "out of range: read from the log start, where records are"
     plain = Producer({"bootstrap.servers": settings.broker})
+    for value in (b"x", b"y", b"z"):
+        plain.produce(topic, key=b"c", value=value, partition=2)
+    assert plain.flush(30) == 0
+    admin = AdminClient({"bootstrap.servers": settings.broker})
+    [done] = admin.delete_records([TopicPartition(topic, 2, 3)]).values()
+    done.result(30)  # retention took every record: the log starts at its end
+    assert data_ends(settings, {f"{topic}/2": 0}) == {f"{topic}/2": 3}, "nothing left to read below the end"
     plain.produce(topic, key=b"b", value=b"x", partition=1)
     assert plain.flush(30) == 0
     assert data_ends(settings, {f"{topic}/1": 1}) == {f"{topic}/1": 1}, "an ordinary partition read to its end"
