@@ -348,7 +348,7 @@ class ModelOwner:
     def _new_forget(self, ref: Mapping[str, Any] | None) -> bool:
         """Whether a forget request's words are still to be taken out (subtracting them twice would take
         other writers' counts); records it if so. A request without a ref (stage 1's dropped warm-up
-        samples, sent once) always is."""
+        samples, which :meth:`_forget` takes out once by their positions) always is."""
         if ref is None:
             return True
         source, at = str(ref["source"]), (int(ref["offset"]), int(ref["index"]))

@@ -81,7 +81,11 @@ class ProfileStage:
         """Make the churn checks the event comes after (alerts only ever come from checks), then apply it."""
         user = update["user_id"]
         profile = self._current(user)
-        if already_applied(profile, update) or self._erased(user, int(update["ts"])):
+        if already_applied(profile, update):
+            # Its table write may have reached the broker and its profile not (a crash between the two):
+            # a redelivery publishes the stored profile again, unchanged (the compacted topic keeps one).
+            return self._publish(profile, None, profile["as_of"]) if user in self.table else Outputs()
+        if self._erased(user, int(update["ts"])):
             return Outputs()
         profile, checks = catch_up(profile, int(update["ts"]), self.rules)
         updated = apply_update(profile, update, self.rules)
