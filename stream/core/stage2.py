@@ -39,6 +39,18 @@ from stream.core.profile import (
 )
 
 
+REPEAT = "repeat"  # churn field: the alerts of the last message that raised any, and that message ("by")
+
+
+def _remember_alerts(profile: Profile, alerts: list[ChurnAlert], by: list[Any]) -> None:
+    """Keep the alerts ``by`` raised (a redelivery of it publishes them again: its table write may have
+    reached the broker without them); a later message that raises none drops them."""
+    if alerts:
+        profile["churn"][REPEAT] = {"by": by, "alerts": alerts}
+    else:
+        profile["churn"].pop(REPEAT, None)
+
+
 @dataclass
 class Outputs:
     """What one message makes stage 2 publish, keyed by user id."""
@@ -82,14 +94,15 @@ class ProfileStage:
         user = update["user_id"]
         profile = self._current(user)
         if already_applied(profile, update):
-            # Its table write may have reached the broker and its profile not (a crash between the two):
+            # Its table write may have reached the broker and its outputs not (a crash between the two):
             # a redelivery publishes the stored profile again, unchanged (the compacted topic keeps one).
-            return self._publish(profile, None, profile["as_of"]) if user in self.table else Outputs()
+            return self._republish(profile, [update["source"], update["offset"]]) if user in self.table else Outputs()
         if self._erased(user, int(update["ts"])):
             return Outputs()
         profile, checks = catch_up(profile, int(update["ts"]), self.rules)
         updated = apply_update(profile, update, self.rules)
         updated["partition"] = partition
+        _remember_alerts(updated, [alert for _, alert, _ in checks], [update["source"], update["offset"]])
         self.table[user] = updated
         out = Outputs()
         for as_of, alert, version in checks:
@@ -125,10 +138,15 @@ class ProfileStage:
         out = Outputs()
         watermark = tick["watermark"]
         for user, profile in list(self.table.items()):
-            if profile.get("partition") != partition or not check_due(profile, watermark):
+            if profile.get("partition") != partition:
+                continue
+            if not check_due(profile, watermark):
+                if (profile["churn"].get(REPEAT) or {}).get("by") == ["tick", watermark]:  # this tick, again
+                    out.extend(self._republish(profile, ["tick", watermark]))
                 continue
             updated, alert = churn_step(profile, watermark, self.rules)
             if alert is not None:
+                _remember_alerts(updated, [alert], ["tick", watermark])
                 self.table[user] = updated
                 out.extend(self._publish(updated, alert, watermark))
         return out
@@ -151,6 +169,15 @@ class ProfileStage:
             profile = new_profile(user)
             profile["applied"] = dict((self.forgotten.get(user) or {}).get("applied", {}))
         return profile
+
+    def _republish(self, profile: Profile, by: list[Any]) -> Outputs:
+        """A redelivered message's outputs: the stored profile, and the alerts it raised if it was the last
+        message to raise any (at least once: a subscriber may see an alert twice, same user, type and as_of)."""
+        out = self._publish(profile, None, profile["as_of"])
+        repeat = profile["churn"].get(REPEAT) or {}
+        if repeat.get("by") == by:
+            out.alerts = [(profile["user_id"], alert) for alert in repeat["alerts"]]
+        return out
 
     def _publish(self, profile: Profile, alert: ChurnAlert | None, as_of: int) -> Outputs:
         view = public_view(profile, as_of=as_of, updated_at_ms=self.clock_ms(), rules=self.rules)

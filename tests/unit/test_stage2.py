@@ -137,5 +137,25 @@ def test_a_returning_user_recovers() -> None:
     assert alert["type"] == "recovered" and s.table["u1"]["churn"]["alerted"] is False
 
 
+def test_a_redelivered_tick_or_update_publishes_the_alerts_it_raised_again() -> None:
+    """The check's table write may have reached the broker without its alert: at least once, never lost."""
+    s = stage()
+    s.handle(order(0, T0), 0)
+    late = T0 + 60 * DAY_MS
+    [(_, risk)] = s.handle(make_tick(late), 0).alerts
+    assert s.handle(make_tick(late), 0).alerts == [("u1", risk)], "the same tick again"
+    assert s.handle(make_tick(late + DAY_MS), 0).alerts == [], "a later tick raises nothing"
+    back = order(1, T0 + 62 * DAY_MS)  # its catch-up check at the 61st day raises nothing; applying it recovers later
+    s.handle(back, 0)
+    [(_, recovered)] = s.handle(make_tick(T0 + 63 * DAY_MS), 0).alerts
+    assert recovered["type"] == "recovered"
+    assert s.handle(back, 0).alerts == [], "an update that raised nothing repeats no alert"
+    silent = order(2, T0 + 200 * DAY_MS)  # its catch-up checks raise churn_risk before it is applied
+    [(_, again)] = s.handle(silent, 0).alerts
+    assert s.handle(silent, 0).alerts == [("u1", again)]
+    s.handle(order(3, T0 + 201 * DAY_MS), 0)
+    assert s.handle(silent, 0).alerts == [], "only the last message that raised alerts repeats them"
+
+
 def test_view_of_an_unknown_user_is_none() -> None:
     assert stage().view("nobody", as_of=T0) is None
