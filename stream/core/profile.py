@@ -186,7 +186,7 @@ def churn_step(profile: Profile, as_of: int, rules: Rules) -> tuple[Profile, Chu
     if edge is None:
         return profile, None
     p = _copy(profile)
-    p["churn"] = {"alerted": edge == "alert", "changed_at": as_of, "checked": as_of}
+    p["churn"] = {**p["churn"], "alerted": edge == "alert", "changed_at": as_of, "checked": as_of}
     p["as_of"] = max(p["as_of"] or 0, as_of)
     alert = churn_alert(
         user_id=profile["user_id"], edge=edge, as_of_ms=as_of, score=risk.score, level=risk.level,

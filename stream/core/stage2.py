@@ -39,16 +39,17 @@ from stream.core.profile import (
 )
 
 
-REPEAT = "repeat"  # churn field: the alerts of the last message that raised any, and that message ("by")
+REPEAT = "repeat"  # churn field: [{"by": the message, "alerts": what it raised}] for the last REPEAT_KEPT messages
+REPEAT_KEPT = 4  # a crash redelivers every message since the last commit: a user's alerts of one such window
 
 
 def _remember_alerts(profile: Profile, alerts: list[ChurnAlert], by: list[Any]) -> None:
-    """Keep the alerts ``by`` raised (a redelivery of it publishes them again: its table write may have
-    reached the broker without them); a later message that raises none drops them."""
+    """Keep the alerts ``by`` raised, so that a redelivery of it publishes them again: its table write may
+    have reached the broker without them. A crash redelivers every message since the last commit, later
+    ones included, so messages that raise nothing leave the kept ones alone."""
     if alerts:
-        profile["churn"][REPEAT] = {"by": by, "alerts": alerts}
-    else:
-        profile["churn"].pop(REPEAT, None)
+        kept = [entry for entry in profile["churn"].get(REPEAT) or () if entry["by"] != by]
+        profile["churn"][REPEAT] = [*kept, {"by": by, "alerts": alerts}][-REPEAT_KEPT:]
 
 
 @dataclass
@@ -141,8 +142,8 @@ class ProfileStage:
             if profile.get("partition") != partition:
                 continue
             if not check_due(profile, watermark):
-                if (profile["churn"].get(REPEAT) or {}).get("by") == ["tick", watermark]:  # this tick, again
-                    out.extend(self._republish(profile, ["tick", watermark]))
+                if any(entry["by"] == ["tick", watermark] for entry in profile["churn"].get(REPEAT) or ()):
+                    out.extend(self._republish(profile, ["tick", watermark]))  # this tick, again
                 continue
             updated, alert = churn_step(profile, watermark, self.rules)
             if alert is not None:
@@ -171,12 +172,12 @@ class ProfileStage:
         return profile
 
     def _republish(self, profile: Profile, by: list[Any]) -> Outputs:
-        """A redelivered message's outputs: the stored profile, and the alerts it raised if it was the last
-        message to raise any (at least once: a subscriber may see an alert twice, same user, type and as_of)."""
+        """A redelivered message's outputs: the stored profile, and the alerts it raised if they are kept
+        (at least once: a subscriber may see an alert twice, with the same user, type and as_of)."""
         out = self._publish(profile, None, profile["as_of"])
-        repeat = profile["churn"].get(REPEAT) or {}
-        if repeat.get("by") == by:
-            out.alerts = [(profile["user_id"], alert) for alert in repeat["alerts"]]
+        for entry in profile["churn"].get(REPEAT) or ():
+            if entry["by"] == by:
+                out.alerts = [(profile["user_id"], alert) for alert in entry["alerts"]]
         return out
 
     def _publish(self, profile: Profile, alert: ChurnAlert | None, as_of: int) -> Outputs:

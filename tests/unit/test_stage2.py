@@ -11,6 +11,7 @@ import numpy as np
 from stream.core.messages import make_tick, make_update
 from stream.core.profile import DAY_MS, Rules
 from stream.core.stage2 import ProfileStage
+from stream.worker.json_table import JsonValues
 
 T0 = 1_767_225_600_000
 RULES = Rules(inactivity_days=14)
@@ -153,8 +154,20 @@ def test_a_redelivered_tick_or_update_publishes_the_alerts_it_raised_again() -> 
     silent = order(2, T0 + 200 * DAY_MS)  # its catch-up checks raise churn_risk before it is applied
     [(_, again)] = s.handle(silent, 0).alerts
     assert s.handle(silent, 0).alerts == [("u1", again)]
-    s.handle(order(3, T0 + 201 * DAY_MS), 0)
-    assert s.handle(silent, 0).alerts == [], "only the last message that raised alerts repeats them"
+
+
+def test_a_crash_redelivers_the_whole_window_and_each_message_repeats_its_own_alerts() -> None:
+    """Everything since the last commit comes again, later messages of the same user included."""
+    s = ProfileStage(JsonValues({}), JsonValues({}), RULES, clock_ms=lambda: T0)
+    s.handle(order(0, T0), 0)
+    late = T0 + 60 * DAY_MS
+    window = [make_tick(late), order(1, late + 3_600_000), order(2, late + 2 * DAY_MS), make_tick(late + 3 * DAY_MS)]
+    first = [s.handle(m, 0) for m in window]
+    raised = [[a["type"] for _, a in out.alerts] for out in first]
+    assert raised == [["churn_risk"], [], ["recovered"], []], "a tick and an update raise, later messages do not"
+    again = [s.handle(m, 0) for m in window]
+    assert [out.alerts for out in again] == [out.alerts for out in first]
+    assert [len(out.profiles) for out in again] == [1, 1, 1, 0], "what published a profile publishes it again"
 
 
 def test_view_of_an_unknown_user_is_none() -> None:
