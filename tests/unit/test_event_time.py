@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from stream.core.clustering import OnlineClusterer
 from stream.core.events import Limits
 from stream.core.intake import parse_dead_letter_key
-from stream.core.messages import make_tick, make_update, pack_vector
+from stream.core.messages import make_tick, make_update
 from stream.core.profile import (
     DAY_MS,
     MAX_RECENT_ORDERS,
