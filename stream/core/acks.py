@@ -59,6 +59,3 @@ class InOrderAcks(Generic[T]):
 
     def __len__(self) -> int:
         return len(self.held)
-
-    def __bool__(self) -> bool:
-        return bool(self.held)

@@ -151,7 +151,7 @@ class Learner:
         message = {"type": FORGET, "tag": user_tag(user),
                    "terms": {str(c): {str(t): float(n) for t, n in counts.items()} for c, counts in terms.items()}}
         if ref is not None:
-            message["ref"] = {"source": ref.source, "offset": ref.offset, "index": ref.index}
+            message["ref"] = ref._asdict()
         return message
 
     def keywords(self, n: int) -> dict[int, list[str]]:

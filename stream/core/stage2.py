@@ -52,6 +52,11 @@ def _remember_alerts(profile: Profile, alerts: list[ChurnAlert], by: list[Any]) 
         profile["churn"][REPEAT] = [*kept, {"by": by, "alerts": alerts}][-REPEAT_KEPT:]
 
 
+def _kept_alerts(profile: Profile, by: list[Any]) -> list[ChurnAlert] | None:
+    """The alerts ``by`` raised, if :func:`_remember_alerts` still keeps them."""
+    return next((entry["alerts"] for entry in profile["churn"].get(REPEAT) or () if entry["by"] == by), None)
+
+
 @dataclass
 class Outputs:
     """What one message makes stage 2 publish, keyed by user id."""
@@ -142,8 +147,8 @@ class ProfileStage:
             if profile.get("partition") != partition:
                 continue
             if not check_due(profile, watermark):
-                if any(entry["by"] == ["tick", watermark] for entry in profile["churn"].get(REPEAT) or ()):
-                    out.extend(self._republish(profile, ["tick", watermark]))  # this tick, again
+                if _kept_alerts(profile, ["tick", watermark]) is not None:  # this tick, again
+                    out.extend(self._republish(profile, ["tick", watermark]))
                 continue
             updated, alert = churn_step(profile, watermark, self.rules)
             if alert is not None:
@@ -175,9 +180,7 @@ class ProfileStage:
         """A redelivered message's outputs: the stored profile, and the alerts it raised if they are kept
         (at least once: a subscriber may see an alert twice, with the same user, type and as_of)."""
         out = self._publish(profile, None, profile["as_of"])
-        for entry in profile["churn"].get(REPEAT) or ():
-            if entry["by"] == by:
-                out.alerts = [(profile["user_id"], alert) for alert in entry["alerts"]]
+        out.alerts = [(profile["user_id"], alert) for alert in _kept_alerts(profile, by) or ()]
         return out
 
     def _publish(self, profile: Profile, alert: ChurnAlert | None, as_of: int) -> Outputs:
